@@ -1,0 +1,19 @@
+"""fastloss: fused CPU kernels for classification losses, equal to PyTorch.
+
+softmax / log_softmax and their backward passes, nll_loss, cross_entropy,
+binary_cross_entropy and binary_cross_entropy_with_logits, for NumPy arrays
+of any layout, with the loss and its gradient computed in one pass.  Two
+backends (Numba and Cython/OpenMP) implement the same kernels.
+"""
+from ._backends import backend, get_backend, get_num_threads, set_backend, set_num_threads
+from ._binary_losses import binary_cross_entropy, binary_cross_entropy_with_logits
+from ._class_losses import cross_entropy, nll_loss
+from ._normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
+    "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "get_backend", "set_backend", "backend", "get_num_threads", "set_num_threads",
+]

@@ -1,0 +1,132 @@
+"""Canonical views: any array as C-contiguous ``(outer, C, inner)`` with the class axis in the middle.
+
+The axes other than the class axis may be visited in any order: a loss is a
+sum over positions, and a per-position result is written back through the
+same order.  So a layout picks the axis order in which the array's memory is
+C-contiguous (C order, Fortran order, channels-last, any transpose of a
+contiguous block) and needs no copy; only an array that is contiguous in no
+order (a strided slice, negative strides) is copied, once.
+"""
+import math
+
+import numpy as np
+
+
+def _memory_order(arr):
+    """Axis permutation under which ``arr`` is C-contiguous, or None."""
+    if arr.flags.c_contiguous:
+        return tuple(range(arr.ndim))
+    order = tuple(sorted(range(arr.ndim), key=lambda ax: -abs(arr.strides[ax])))
+    if arr.transpose(order).flags.c_contiguous:
+        return order
+    return None
+
+
+class ClassLayout:
+    """How arrays of ``shape`` map onto ``(outer, C, inner)`` for class axis ``axis``.
+
+    ``order`` is the axis order in memory; arrays made by :meth:`empty` follow it,
+    so the results of a call have the memory order of its input.
+    """
+
+    def __init__(self, shape, axis, order=None):
+        self.shape = tuple(shape)
+        self.axis = axis
+        self.order = tuple(range(len(shape))) if order is None else tuple(order)
+        class_pos = self.order.index(axis)
+        ordered = [self.shape[ax] for ax in self.order]
+        self.outer = math.prod(ordered[:class_pos])
+        self.classes = self.shape[axis]
+        self.inner = math.prod(ordered[class_pos + 1:])
+        self.position_shape = self.shape[:axis] + self.shape[axis + 1:]
+        self.position_order = tuple(ax - (ax > axis) for ax in self.order if ax != axis)
+
+    @classmethod
+    def of(cls, arr, axis):
+        """The layout that views ``arr`` without a copy when its memory allows it."""
+        return cls(arr.shape, axis, _memory_order(arr))
+
+    # -- arrays of the full shape -------------------------------------------------
+    def view(self, arr, dtype):
+        """``arr`` as ``(outer, C, inner)`` without a copy, or None if its dtype or memory do not allow it."""
+        moved = arr.transpose(self.order)
+        if arr.dtype != dtype or not moved.flags.c_contiguous:
+            return None
+        return moved.reshape(self.outer, self.classes, self.inner)
+
+    def canonical(self, arr, dtype):
+        """``arr`` as ``(outer, C, inner)`` of ``dtype``, copying (once) only if needed."""
+        moved = np.ascontiguousarray(arr.transpose(self.order), dtype=dtype)
+        return moved.reshape(self.outer, self.classes, self.inner)
+
+    def empty(self, dtype):
+        """A new array of the full shape in this layout's memory order."""
+        return self.full(np.empty((self.outer, self.classes, self.inner), dtype))
+
+    def full(self, arr3):
+        """The inverse of :meth:`view`: an ``(outer, C, inner)`` array seen in the full shape."""
+        moved = arr3.reshape([self.shape[ax] for ax in self.order])
+        return moved.transpose(np.argsort(self.order))
+
+    # -- arrays of the position shape (the input's shape without the class axis) --
+    def canonical_positions(self, arr, dtype):
+        """``arr`` (of the position shape) as ``(outer, inner)``, copying only if needed."""
+        moved = np.ascontiguousarray(arr.transpose(self.position_order), dtype=dtype)
+        return moved.reshape(self.outer, self.inner)
+
+    def empty_positions(self, dtype):
+        """A new array of the position shape, and its ``(outer, inner)`` view."""
+        moved = np.empty([self.position_shape[ax] for ax in self.position_order], dtype)
+        return moved.transpose(np.argsort(self.position_order)), moved.reshape(self.outer, self.inner)
+
+
+def _same_view(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+class Output:
+    """Where a kernel writes a full-shape result, and how it reaches the caller.
+
+    The kernel writes straight into the caller's ``out`` when its dtype and
+    memory allow and it overlaps no kernel input other than as the very same
+    view (the documented in-place case).  Otherwise it writes into ``scratch``
+    (a private copy of an input that may be overwritten) or a new buffer, and
+    :meth:`finish` copies or casts the result into place.
+    """
+
+    def __init__(self, layout, compute_dtype, result_dtype, out=None, reads=(), scratch=None):
+        self.layout = layout
+        self.result_dtype = result_dtype
+        self.out = out
+        direct = None if out is None else layout.view(out, compute_dtype)
+        if direct is not None and any(
+            np.may_share_memory(direct, a) and not _same_view(direct, a) for a in reads
+        ):
+            direct = None
+        if direct is None and out is None and compute_dtype == result_dtype and scratch is None:
+            self.out = layout.empty(result_dtype)
+            direct = layout.view(self.out, compute_dtype)
+        self.direct = direct is not None
+        self.buffer = direct if self.direct else (
+            scratch if scratch is not None
+            else np.empty((layout.outer, layout.classes, layout.inner), compute_dtype))
+
+    def finish(self):
+        if self.direct:
+            return self.out
+        result = self.layout.full(self.buffer)
+        if self.out is None:
+            return result.astype(self.result_dtype, copy=False)
+        np.copyto(self.out, result, casting="unsafe")
+        return self.out
+
+
+def private_copy(canonical, original):
+    """``canonical`` if it is a copy made by the layout (free to overwrite), else None."""
+    return None if np.may_share_memory(canonical, original) else canonical
+
+
+def absent(ndim, dtype):
+    """The size-0 array a kernel takes for an optional argument that was not given."""
+    return np.empty((0,) * ndim, dtype)

@@ -1,0 +1,168 @@
+"""Argument checks: every documented error is raised here, before any kernel writes.
+
+Each function takes what the caller passed and returns it in the form the
+layout layer needs (an ndarray of the compute dtype, a normalised axis, ...).
+"""
+import operator
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def float_dtypes(arr, name):
+    """Return ``(compute_dtype, result_dtype)`` for an input array.
+
+    float32/float64 compute in their own precision; float16 computes in float32
+    and returns float16; integers and bool are promoted to float64 as NumPy
+    ufuncs do; longdouble computes in float64 and returns longdouble.
+    """
+    dtype = arr.dtype
+    if dtype in (np.float32, np.float64):
+        return dtype, dtype
+    if dtype == np.float16:
+        return np.dtype(np.float32), dtype
+    if dtype.kind == "f":
+        return np.dtype(np.float64), dtype
+    if dtype.kind in "biu":
+        return np.dtype(np.float64), np.dtype(np.float64)
+    raise TypeError(
+        f"{name} has dtype {dtype}, which cannot be a loss input; "
+        "expected a floating, integer or bool array"
+    )
+
+
+def as_input(x, name="input"):
+    """``np.asarray(x)`` with its compute and result dtypes; TypeError for complex/object/str/datetime."""
+    arr = np.asarray(x)
+    compute, result = float_dtypes(arr, name)
+    return arr, compute, result
+
+
+def axis(value, ndim):
+    """Normalise an axis as NumPy does (AxisError, an IndexError and ValueError, if out of range)."""
+    return normalize_axis_index(operator.index(value), ndim)
+
+
+def class_axis(value, ndim):
+    """Normalise the class axis; a 1-D ``(C,)`` input always has its classes on axis 0."""
+    if ndim == 1:
+        operator.index(value)
+        return 0
+    return axis(value, ndim)
+
+
+def reduction(value):
+    if value not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {value!r}")
+    return value
+
+
+def label_smoothing(value):
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {value}")
+    return value
+
+
+def ignore_index(value):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {value!r}") from None
+
+
+def class_weight(weight, num_classes, dtype):
+    """A length-C weight vector in the compute dtype, or None."""
+    if weight is None:
+        return None
+    weight = np.asarray(weight)
+    float_dtypes(weight, "weight")
+    if weight.shape != (num_classes,):
+        raise ValueError(
+            f"weight must have shape ({num_classes},), one value per class, got {weight.shape}"
+        )
+    return weight.astype(dtype, copy=False)
+
+
+def class_target(target, num_classes, ignore):
+    """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``."""
+    if target.dtype.kind not in "iu":
+        raise ValueError(
+            f"class targets must be integers, got dtype {target.dtype}; "
+            "float targets of the input's shape are class probabilities"
+        )
+    if target.size == 0:
+        return
+    # NumPy 2 compares integer arrays with out-of-range Python ints correctly,
+    # so uint8 targets against ignore_index=-100 need no cast.
+    bad = (target != ignore) & ((target < 0) | (target >= num_classes))
+    if bad.any():
+        value = target[bad].flat[0]
+        raise IndexError(
+            f"class target {value} is out of range: targets must lie in [0, {num_classes}) "
+            f"or equal ignore_index ({ignore})"
+        )
+
+
+def probability_target(target, compute_dtype, ignore):
+    if target.dtype.kind != "f":
+        raise ValueError(
+            f"a target of the input's shape holds class probabilities and must be floating, "
+            f"got dtype {target.dtype}"
+        )
+    if ignore >= 0:
+        raise ValueError("ignore_index is not supported with class-probability targets")
+    return target.astype(compute_dtype, copy=False)
+
+
+def binary_probabilities(p):
+    """BCE input must lie in [0, 1] (NaN fails too, as in torch)."""
+    if p.size and not (p.min() >= 0 and p.max() <= 1):
+        raise ValueError("binary_cross_entropy input must be probabilities in [0, 1]")
+
+
+def same_shape(target, shape, what):
+    if target.shape != shape:
+        raise ValueError(f"{what} must have the input's shape {shape}, got {target.shape}")
+
+
+def grad_output(value, loss_shape, reduction_name, dtype):
+    """The upstream gradient: a scalar for "mean"/"sum", broadcastable to the loss for "none"."""
+    if value is None:
+        return None
+    value = np.asarray(value)
+    float_dtypes(value, "grad_output")
+    if reduction_name == "none":
+        try:
+            return np.broadcast_to(value, loss_shape).astype(dtype, copy=False)
+        except ValueError:
+            raise ValueError(
+                f"grad_output of shape {value.shape} does not broadcast to the loss shape {loss_shape}"
+            ) from None
+    if value.size != 1:
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction_name!r}, got shape {value.shape}"
+        )
+    return float(value.reshape(()))
+
+
+def out_array(out, shape, dtype, name):
+    """Check a caller's output buffer: an ndarray of the right shape and dtype, writable."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def gradient_request(return_grad, grad_output_value, gradient_out):
+    if not return_grad and (grad_output_value is not None or gradient_out is not None):
+        raise ValueError("grad_output and gradient_out need return_grad=True")

@@ -1,0 +1,66 @@
+"""Torch as the reference: values and autograd gradients computed in the test run."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOLERANCE = {
+    np.dtype(np.float16): dict(rtol=2e-3, atol=2e-3),
+    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+
+def assert_close(actual, expected, dtype):
+    actual = np.asarray(actual)
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    assert actual.shape == np.shape(expected), (actual.shape, np.shape(expected))
+    np.testing.assert_allclose(actual.astype(np.float64), np.asarray(expected, np.float64),
+                               **TOLERANCE[np.dtype(dtype)])
+
+
+def _tensor(a, dtype=None):
+    a = np.asarray(a)
+    if dtype is not None:
+        a = a.astype(dtype)
+    elif a.dtype == np.float16:  # torch's CPU float16 losses are not ours to match: use float32
+        a = a.astype(np.float32)
+    return torch.from_numpy(np.array(a, order="C"))  # ascontiguousarray would make 0-d 1-d
+
+
+def _to_class_dim(t, axis):
+    """Torch wants the classes on dim 1 (dim 0 for 1-D input)."""
+    if t.dim() <= 1:
+        return t
+    return torch.movedim(t, axis, 1).contiguous()
+
+
+def loss_and_grad(name, x, target, *, axis=1, grad_output=None, weight=None,
+                  pos_weight=None, **kwargs):
+    """torch.nn.functional.<name> of numpy inputs, and d(sum(grad_output * loss))/d(input)."""
+    xt = _tensor(x).requires_grad_(True)
+    if name in ("nll_loss", "cross_entropy"):
+        floats = np.asarray(target).dtype.kind == "f"
+        tt = _tensor(target) if floats else _tensor(target, np.int64)
+        if floats:
+            tt = _to_class_dim(tt.to(xt.dtype), axis)
+        inp = _to_class_dim(xt, axis)
+    else:
+        tt = _tensor(target).to(xt.dtype)
+        inp = xt
+    if weight is not None:
+        kwargs["weight"] = _tensor(weight).to(xt.dtype)
+    if pos_weight is not None:
+        kwargs["pos_weight"] = _tensor(pos_weight).to(xt.dtype)
+    loss = getattr(F, name)(inp, tt, **kwargs)
+    upstream = torch.ones_like(loss) if grad_output is None else _tensor(grad_output).to(loss.dtype)
+    loss.backward(upstream.expand_as(loss))
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+def normaliser(name, x, axis, grad_output=None):
+    """softmax/log_softmax of x, and the gradient of sum(grad_output * y)."""
+    xt = _tensor(x).requires_grad_(True)
+    y = getattr(torch, name)(xt, dim=axis)
+    upstream = torch.ones_like(y) if grad_output is None else _tensor(grad_output).to(y.dtype)
+    y.backward(upstream)
+    return y.detach().numpy(), xt.grad.numpy()

@@ -1,0 +1,111 @@
+"""Backend and thread control; both backends agree; results do not depend on the thread count."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from conftest import BACKENDS
+
+
+def workload(rng, shape=(6, 7, 33, 40), dtype=np.float32):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    target = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    target[rng.random(target.shape) < 0.1] = -100
+    weight = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    return x, target, weight
+
+
+def every_call(x, target, weight):
+    """One call of every public kernel on the same data, results as a list of arrays."""
+    probabilities = fl.softmax(x, axis=1)
+    class_factor = weight.reshape((-1,) + (1,) * (x.ndim - 2))
+    results = [probabilities, fl.log_softmax(x, axis=1), fl.log_softmax(x, axis=-1),
+               fl.softmax_backward(x, probabilities, axis=1),
+               fl.log_softmax_backward(x, fl.log_softmax(x, axis=1), axis=1)]
+    for reduction in ("mean", "sum", "none"):
+        results += fl.cross_entropy(x, target, weight, reduction=reduction, return_grad=True)
+        results += fl.cross_entropy(x, target, weight, reduction=reduction, label_smoothing=0.1,
+                                    return_grad=True)
+        results += fl.cross_entropy(x, probabilities, weight, reduction=reduction, return_grad=True)
+        results += fl.nll_loss(x, target, weight, reduction=reduction, return_grad=True)
+        results += fl.binary_cross_entropy(probabilities, probabilities[::-1], reduction=reduction,
+                                           return_grad=True)
+        results += fl.binary_cross_entropy_with_logits(
+            x, probabilities, class_factor, pos_weight=class_factor,
+            reduction=reduction, return_grad=True)
+    return [np.asarray(r) for r in results]
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (6, 7, 33, 40)], ids=str)
+def test_backends_agree(rng, shape):
+    data = workload(rng, shape, np.float64)
+    results = {}
+    for name in BACKENDS:
+        with fl.backend(name):
+            results[name] = every_call(*data)
+    for a, b in zip(*results.values()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(3000, 40), (6, 7, 33, 40), (2, 3, 700, 700)], ids=str)
+def test_bitwise_identical_for_any_thread_count(backend, rng, shape):
+    data = workload(rng, shape)
+    previous = fl.get_num_threads()
+    try:
+        fl.set_num_threads(1)
+        one = every_call(*data)
+        fl.set_num_threads(previous)
+        many = every_call(*data)
+        again = every_call(*data)
+    finally:
+        fl.set_num_threads(previous)
+    for a, b, c in zip(one, many, again):
+        assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+def test_backend_context_manager_restores():
+    before = fl.get_backend()
+    other = "numba" if before == "cython" else "cython"
+    with fl.backend(other):
+        assert fl.get_backend() == other
+        with fl.backend(before):
+            assert fl.get_backend() == before
+        assert fl.get_backend() == other
+    assert fl.get_backend() == before
+
+
+def test_set_backend_and_threads():
+    before_backend, before_threads = fl.get_backend(), fl.get_num_threads()
+    try:
+        for name in BACKENDS:
+            fl.set_backend(name)
+            assert fl.get_backend() == name
+        fl.set_num_threads(1)
+        assert fl.get_num_threads() == 1
+    finally:
+        fl.set_backend(before_backend)
+        fl.set_num_threads(before_threads)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_environment_variable_picks_the_default(name):
+    code = "import fastloss; print(fastloss.get_backend())"
+    env = dict(os.environ, FASTLOSS_BACKEND=name)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == name
+
+
+def test_backends_honour_the_thread_count(backend):
+    """The count reaches the backend's own runtime (numba / OpenMP) in the calling thread."""
+    from fastloss._backends import kernels
+
+    previous = fl.get_num_threads()
+    try:
+        fl.set_num_threads(1)
+        assert kernels().get_num_threads() == 1
+    finally:
+        fl.set_num_threads(previous)
+    assert kernels().get_num_threads() == previous

@@ -1,0 +1,18 @@
+"""The Examples in the docstrings run, under each backend."""
+import doctest
+
+import pytest
+
+import fastloss._backends
+import fastloss._binary_losses
+import fastloss._class_losses
+import fastloss._normalisers
+
+MODULES = [fastloss._backends, fastloss._binary_losses, fastloss._class_losses, fastloss._normalisers]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_examples(backend, module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -1,0 +1,152 @@
+"""Every documented error, raised before anything is written."""
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+SENTINEL = np.float32(-12345.0)
+
+
+def logits(shape=(4, 3, 5), dtype=np.float32):
+    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+def good_target(shape=(4, 5), classes=3):
+    return np.random.default_rng(1).integers(0, classes, shape)
+
+
+def raises_without_writing(exception, match, func, x, *args, **kwargs):
+    """The call raises, the sentinel-filled gradient_out is untouched, the input unchanged."""
+    x_before = np.array(x, copy=True)
+    gradient_out = np.full(np.shape(x), SENTINEL, np.asarray(x).dtype)
+    with pytest.raises(exception, match=match):
+        func(x, *args, return_grad=True, gradient_out=gradient_out, **kwargs)
+    assert (gradient_out == SENTINEL).all()
+    np.testing.assert_array_equal(x, x_before)
+
+
+CLASS_CASES = [
+    (ValueError, "target of shape", dict(target=good_target((4, 6)))),
+    (ValueError, "target of shape", dict(target=good_target((4,)))),
+    (ValueError, "reduction must be one of", dict(reduction="avg")),
+    (ValueError, "weight must have shape", dict(weight=np.ones(4, np.float32))),
+    (ValueError, "weight must have shape", dict(weight=np.ones((3, 1), np.float32))),
+    (ValueError, "class targets must be integers", dict(target=good_target().astype(np.float32))),
+    (ValueError, "class targets must be integers", dict(target=good_target().astype(bool))),
+    (IndexError, "class target 3 is out of range", dict(target=np.where(good_target() == 0, 3, good_target()))),
+    (IndexError, "class target -1 is out of range", dict(target=np.where(good_target() == 0, -1, good_target()))),
+    (ValueError, "grad_output must be a scalar", dict(grad_output=np.ones(3))),
+    (ValueError, "does not broadcast to the loss shape", dict(reduction="none", grad_output=np.ones(3))),
+]
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("exception, match, change", CLASS_CASES,
+                         ids=[f"{e.__name__}-{m}-{i}" for i, (e, m, _) in enumerate(CLASS_CASES)])
+def test_class_loss_errors(backend, name, exception, match, change):
+    arguments = dict(target=good_target())
+    arguments.update(change)
+    target = arguments.pop("target")
+    raises_without_writing(exception, match, getattr(fl, name), logits(), target, **arguments)
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.5])
+def test_label_smoothing_range(backend, smoothing):
+    raises_without_writing(ValueError, r"label_smoothing must be in \[0, 1\]", fl.cross_entropy,
+                           logits(), good_target(), label_smoothing=smoothing)
+
+
+def test_probability_target_must_be_float_and_not_ignore(backend):
+    x = logits()
+    raises_without_writing(ValueError, "must be floating", fl.cross_entropy, x, np.ones(x.shape, int))
+    raises_without_writing(ValueError, "ignore_index is not supported", fl.cross_entropy,
+                           x, np.ones(x.shape, np.float32), ignore_index=0)
+
+
+def test_nll_loss_takes_no_probability_targets(backend):
+    x = logits()
+    raises_without_writing(ValueError, "target of shape", fl.nll_loss, x, np.ones(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits", "softmax", "log_softmax"])
+@pytest.mark.parametrize("bad", [np.ones((2, 3), complex), np.array([["a", "b"]]), np.ones((2, 3), object),
+                                 np.ones((2, 3), "datetime64[s]")], ids=["complex", "str", "object", "datetime"])
+def test_unusable_dtypes(backend, name, bad):
+    func = getattr(fl, name)
+    args = () if "softmax" in name else (np.zeros(bad.shape[:1], int) if "nll" in name or "cross" in name
+                                         and "binary" not in name else np.zeros(bad.shape),)
+    with pytest.raises(TypeError, match="cannot be a loss input"):
+        func(bad, *args)
+
+
+def test_ignored_target_may_be_out_of_range(backend):
+    target = good_target()
+    target[0, 0] = -100
+    fl.cross_entropy(logits(), target)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+def test_gradient_out_checks(backend, name):
+    x, target = logits(), good_target()
+    func = getattr(fl, name)
+    with pytest.raises(ValueError, match="gradient_out must have shape"):
+        func(x, target, return_grad=True, gradient_out=np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="gradient_out must have dtype float32"):
+        func(x, target, return_grad=True, gradient_out=np.zeros(x.shape, np.float64))
+    read_only = np.full(x.shape, SENTINEL, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        func(x, target, return_grad=True, gradient_out=read_only)
+    with pytest.raises(TypeError, match="must be a NumPy array"):
+        func(x, target, return_grad=True, gradient_out=[[0.0]])
+    with pytest.raises(ValueError, match="need return_grad=True"):
+        func(x, target, gradient_out=np.zeros(x.shape, np.float32))
+
+
+def test_input_needs_a_class_axis(backend):
+    with pytest.raises(ValueError, match="at least one dimension"):
+        fl.cross_entropy(np.float32(1.0), 0)
+
+
+def test_binary_errors(backend):
+    p = np.full((3, 4), 0.5, np.float32)
+    for bad in (1.5, -0.1, np.nan):
+        q = p.copy()
+        q[1, 2] = bad
+        raises_without_writing(ValueError, r"probabilities in \[0, 1\]", fl.binary_cross_entropy, q, p)
+    for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        func = getattr(fl, name)
+        raises_without_writing(ValueError, "must have the input's shape", func, p, p[:, :2])
+        raises_without_writing(ValueError, "does not broadcast", func, p, p, weight=np.ones(3))
+        raises_without_writing(ValueError, "reduction must be one of", func, p, p, reduction="batchmean")
+    raises_without_writing(ValueError, "does not broadcast", fl.binary_cross_entropy_with_logits, p, p,
+                           pos_weight=np.ones((2, 1)))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_normaliser_errors(backend, name):
+    x = logits((3, 4))
+    func = getattr(fl, name)
+    with pytest.raises(np.exceptions.AxisError):
+        func(x, axis=2)
+    out = np.full(x.shape, SENTINEL, np.float64)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        func(x, out=out)
+    out = np.full((4, 3), SENTINEL, np.float32)
+    with pytest.raises(ValueError, match="out must have shape"):
+        func(x, out=out)
+    assert (out == SENTINEL).all()
+    with pytest.raises(ValueError, match="grad_output must have the input's shape"):
+        getattr(fl, f"{name}_backward")(x[:2], x)
+
+
+def test_backend_and_thread_errors():
+    with pytest.raises(ValueError, match="unknown backend"):
+        fl.set_backend("jax")
+    with pytest.raises(ValueError, match="unknown backend"):
+        with fl.backend("torch"):
+            pass
+    for bad in (0, -1, 2.0, True, 10**6):
+        with pytest.raises(ValueError, match="number of threads"):
+            fl.set_num_threads(bad)
