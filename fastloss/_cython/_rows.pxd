@@ -1,0 +1,292 @@
+# distutils: libraries = m
+# distutils: depends = fastloss/_cython/_simd_math.h
+"""Inline loops, block sizes and scratch helpers shared by the Cython kernels.
+
+Row loops (inner == 1) reduce a contiguous row into LANES independent
+accumulators merged in a fixed order: gcc vectorises them without
+-ffast-math, and the order of the additions is fixed by the source, whatever
+the thread count or instruction set.  Tile loops (inner > 1) keep one accumulator per position,
+so they are element-wise and vectorise as written.  The exp/log wrappers pick
+the float or double libm function; _simd_math.h lets gcc call their libmvec
+vector variants.
+"""
+from cython cimport floating
+from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
+
+cdef extern from "_simd_math.h":
+    pass
+
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
+
+cdef enum:
+    # 32 lanes: gcc completely unrolls constant loops of up to 16 trips and
+    # then fails to vectorise the scalar copies; past that the lane loop is
+    # vectorised as a loop and its accumulators stay in registers.
+    LANES = 32
+    # Work per block or tile, in elements: a float32 tile (C class rows of
+    # T positions) is 128 KiB, so it stays in L2 between the passes.
+    BLOCK_ELEMS = 32768
+    TILE_MIN = 16
+    TILE_MAX = 1024
+    ALIGN = 64
+
+
+cdef inline floating fexp(floating v) noexcept nogil:
+    if floating is float:
+        return expf(v)
+    else:
+        return exp(v)
+
+
+cdef inline floating flog(floating v) noexcept nogil:
+    if floating is float:
+        return logf(v)
+    else:
+        return log(v)
+
+
+cdef inline floating flog1p(floating v) noexcept nogil:
+    if floating is float:
+        return log1pf(v)
+    else:
+        return log1p(v)
+
+
+# ---- block partition: a function of the shape only -------------------------
+
+cdef inline Py_ssize_t rows_per_block(Py_ssize_t C) noexcept nogil:
+    return max(1, BLOCK_ELEMS // max(C, 1))
+
+
+cdef inline Py_ssize_t tile_width(Py_ssize_t C, Py_ssize_t inner) noexcept nogil:
+    """Positions per tile: a multiple of 16 (aligned scratch slots) unless inner is smaller."""
+    cdef Py_ssize_t T = BLOCK_ELEMS // max(C, 1)
+    T = min(TILE_MAX, max(TILE_MIN, T - T % 16))
+    return min(T, inner)
+
+
+cdef inline Py_ssize_t n_chunks(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
+    return (n + size - 1) // size
+
+
+cdef inline Py_ssize_t block_size(Py_ssize_t C, Py_ssize_t inner) noexcept nogil:
+    """Rows per block (inner == 1), else positions per tile (a tile is a block)."""
+    return rows_per_block(C) if inner == 1 else tile_width(C, inner)
+
+
+cdef inline double sum_in_order(const double* part, Py_ssize_t n) noexcept nogil:
+    cdef double total = 0
+    cdef Py_ssize_t b
+    for b in range(n):
+        total += part[b]
+    return total
+
+
+# ---- arguments: shape checks, optional arrays (NULL when absent) -----------
+
+cdef inline Py_ssize_t n_items(const Py_ssize_t* shape, int ndim) noexcept nogil:
+    cdef Py_ssize_t n = 1
+    cdef int i
+    for i in range(ndim):
+        n *= shape[i]
+    return n
+
+
+cdef inline int check_shape(str name, const Py_ssize_t* got, const Py_ssize_t* want,
+                            int ndim, bint optional) except -1:
+    """Kernels trust their views; this catches a caller bug before it corrupts memory.
+
+    A size-0 array passes when it is optional (absent) or nothing is expected.
+    """
+    cdef int i
+    if n_items(got, ndim) == 0 and (optional or n_items(want, ndim) == 0):
+        return 0
+    for i in range(ndim):
+        if got[i] != want[i]:
+            raise ValueError(f"{name} has shape {tuple([got[j] for j in range(ndim)])}, "
+                             f"expected {tuple([want[j] for j in range(ndim)])}")
+    return 0
+
+
+cdef inline floating* advance(floating* p, Py_ssize_t n) noexcept nogil:
+    return p + n if p != NULL else NULL
+
+
+cdef inline const floating* cadvance(const floating* p, Py_ssize_t n) noexcept nogil:
+    return p + n if p != NULL else NULL
+
+
+# ---- per-thread scratch -----------------------------------------------------
+
+cdef inline void* thread_scratch(size_t nbytes, char* failed) noexcept nogil:
+    """Scratch for one thread of a parallel region, or NULL with failed[0] set.
+
+    Aligned, so vector-loop peeling (and so rounding) never depends on which
+    thread runs a block.  A parallel region cannot raise: check_scratch does,
+    after it.
+    """
+    cdef void* p = aligned_alloc(ALIGN, (nbytes + ALIGN) & ~(<size_t>ALIGN - 1))
+    if p == NULL:
+        failed[0] = 1
+    return p
+
+
+cdef inline int check_scratch(char failed) except -1:
+    if failed:
+        raise MemoryError("fastloss: could not allocate per-thread scratch")
+    return 0
+
+
+# ---- rows: inner == 1 -------------------------------------------------------
+
+cdef inline double merge_lanes(double* acc) noexcept nogil:
+    cdef int k, width = LANES // 2
+    while width:
+        for k in range(width):
+            acc[k] += acc[k + width]
+        width //= 2
+    return acc[0]
+
+
+cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
+    """max(x[:n]); a NaN is skipped here but reaches every result through the exp-sum."""
+    cdef floating acc[LANES]
+    cdef floating v, m = -INFINITY
+    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    for k in range(LANES):
+        acc[k] = -INFINITY
+    for jb in range(nv // LANES):
+        j = jb * LANES
+        for k in range(LANES):
+            v = x[j + k]
+            acc[k] = v if v > acc[k] else acc[k]
+    for k in range(LANES):
+        m = acc[k] if acc[k] > m else m
+    for j in range(nv, n):
+        m = x[j] if x[j] > m else m
+    return m
+
+
+cdef inline double lane_sum(const floating* v, Py_ssize_t n) noexcept nogil:
+    cdef double acc[LANES]
+    cdef double tail = 0
+    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    for k in range(LANES):
+        acc[k] = 0
+    for jb in range(nv // LANES):
+        j = jb * LANES
+        for k in range(LANES):
+            acc[k] += v[j + k]
+    for j in range(nv, n):
+        tail += v[j]
+    return merge_lanes(acc) + tail
+
+
+cdef inline double row_dot(const floating* a, const floating* b, Py_ssize_t n) noexcept nogil:
+    cdef double acc[LANES]
+    cdef double tail = 0
+    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    for k in range(LANES):
+        acc[k] = 0
+    for jb in range(nv // LANES):
+        j = jb * LANES
+        for k in range(LANES):
+            acc[k] += <double>a[j + k] * b[j + k]
+    for j in range(nv, n):
+        tail += <double>a[j] * b[j]
+    return merge_lanes(acc) + tail
+
+
+cdef inline double shifted_dot(const floating* x, double m, const floating* w,
+                               Py_ssize_t n) noexcept nogil:
+    """sum_j w_j * (x_j - m), w = 1 when NULL; relative to the max, so no cancellation."""
+    cdef double acc[LANES]
+    cdef double tail = 0
+    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    for k in range(LANES):
+        acc[k] = 0
+    if w == NULL:
+        for jb in range(nv // LANES):
+            j = jb * LANES
+            for k in range(LANES):
+                acc[k] += x[j + k] - m
+        for j in range(nv, n):
+            tail += x[j] - m
+    else:
+        for jb in range(nv // LANES):
+            j = jb * LANES
+            for k in range(LANES):
+                acc[k] += w[j + k] * (x[j + k] - m)
+        for j in range(nv, n):
+            tail += w[j] * (x[j] - m)
+    return merge_lanes(acc) + tail
+
+
+cdef inline double exp_shift(const floating* x, floating m, floating* e,
+                             Py_ssize_t n) noexcept nogil:
+    """e = exp(x - m) (e may be x); returns sum(e), lane-summed like lane_sum."""
+    cdef double acc[LANES]
+    cdef double tail = 0
+    cdef floating v
+    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    for k in range(LANES):
+        acc[k] = 0
+    for jb in range(nv // LANES):
+        j = jb * LANES
+        for k in range(LANES):
+            v = fexp(x[j + k] - m)
+            e[j + k] = v
+            acc[k] += v
+    for j in range(nv, n):
+        v = fexp(x[j] - m)
+        e[j] = v
+        tail += v
+    return merge_lanes(acc) + tail
+
+
+# ---- tiles: inner > 1 -------------------------------------------------------
+# A tile's class rows lie `inner` elements apart; when that is a multiple of a
+# large power of two they all map to the same cache sets and evict each other.
+# So pass 1 copies the tile into a packed (C, T) scratch block, and the later
+# passes read that block from cache.
+
+cdef inline void tile_load_max(const floating* x, Py_ssize_t stride, Py_ssize_t C,
+                               Py_ssize_t T, floating* pack, floating* m) noexcept nogil:
+    """pack[c, :T] = x[c * stride :][:T]; m = max over c."""
+    cdef Py_ssize_t c, k
+    cdef const floating* xc
+    cdef floating* pc
+    cdef floating v
+    for k in range(T):
+        m[k] = -INFINITY
+    for c in range(C):
+        xc = x + c * stride
+        pc = pack + c * T
+        for k in range(T):
+            v = xc[k]
+            pc[k] = v
+            m[k] = v if v > m[k] else m[k]
+
+
+cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C,
+                              Py_ssize_t T, const floating* m, floating* e,
+                              double* s) noexcept nogil:
+    """s = sum_c exp(x - m), also stored in e (may be x) unless e is NULL."""
+    cdef Py_ssize_t c, k
+    cdef const floating* xc
+    cdef floating* ec
+    cdef floating v
+    for k in range(T):
+        s[k] = 0
+    for c in range(C):
+        xc = x + c * stride
+        if e == NULL:
+            for k in range(T):
+                s[k] += fexp(xc[k] - m[k])
+        else:
+            ec = e + c * stride
+            for k in range(T):
+                v = fexp(xc[k] - m[k])
+                ec[k] = v
+                s[k] += v

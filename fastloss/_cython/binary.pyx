@@ -1,0 +1,164 @@
+"""Binary cross-entropy on probabilities and on logits, element-wise over (outer, K, inner).
+
+Every element is a position.  The flat element range is cut into blocks of
+BLOCK_ELEMS (fixed by the shape), a block into runs sharing one weight
+index k, a run into CHUNK-sized pieces: each piece's losses go to scratch,
+its gradient to grad_out (which may be the input: each element is read
+before it is written), then the losses are lane-summed and copied out.
+"""
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free
+from libc.string cimport memcpy
+
+from fastloss._cython._rows cimport (
+    BLOCK_ELEMS, advance, check_scratch, check_shape, fexp, flog, flog1p, lane_sum,
+    n_chunks, n_items, sum_in_order, thread_scratch,
+)
+
+cdef enum:
+    CHUNK = 512
+
+
+def binary_cross_entropy(const floating[:, :, ::1] p, const floating[:, :, ::1] y,
+                         const floating[::1] weight, double grad_scale,
+                         const floating[:, :, ::1] grad_output, floating[:, :, ::1] loss_out,
+                         floating[:, :, ::1] grad_out):
+    """l = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)); returns sum(l)."""
+    return _run(p, y, weight, weight, grad_scale, grad_output, loss_out, grad_out, False)
+
+
+def binary_cross_entropy_with_logits(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
+                                     const floating[::1] weight,
+                                     const floating[::1] pos_weight, double grad_scale,
+                                     const floating[:, :, ::1] grad_output,
+                                     floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out):
+    """l = w ((1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)); returns sum(l)."""
+    return _run(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out, True)
+
+
+cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
+                 const floating[::1] weight, const floating[::1] pos_weight,
+                 double gscale, const floating[:, :, ::1] grad_output,
+                 floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out,
+                 bint logits) except? -1:
+    cdef Py_ssize_t K = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t n = x.shape[0] * K * inner
+    check_shape("target", y.shape, x.shape, 3, False)
+    check_shape("weight", weight.shape, &x.shape[1], 1, True)
+    check_shape("pos_weight", pos_weight.shape, &x.shape[1], 1, True)
+    check_shape("grad_output", grad_output.shape, x.shape, 3, True)
+    check_shape("loss_out", loss_out.shape, x.shape, 3, True)
+    check_shape("grad_out", grad_out.shape, x.shape, 3, True)
+    if n == 0:
+        return 0.0
+
+    cdef const floating* xp = &x[0, 0, 0]
+    cdef const floating* yp = &y[0, 0, 0]
+    cdef const floating* w = &weight[0] if weight.shape[0] else NULL
+    cdef const floating* pw = &pos_weight[0] if logits and pos_weight.shape[0] else NULL
+    cdef const floating* go = &grad_output[0, 0, 0] if n_items(grad_output.shape, 3) else NULL
+    cdef floating* lo = &loss_out[0, 0, 0] if n_items(loss_out.shape, 3) else NULL
+    cdef floating* gr = &grad_out[0, 0, 0] if n_items(grad_out.shape, 3) else NULL
+
+    cdef Py_ssize_t b, f0, n_blocks = n_chunks(n, BLOCK_ELEMS)
+    cdef Py_ssize_t j = 0    # zero keeps gcc -Wall quiet: Cython makes it firstprivate
+    cdef double[::1] partials = np.empty(n_blocks)
+    cdef double* part = &partials[0]
+    cdef floating* buf = NULL     # NULL-initialised: Cython makes it firstprivate
+    cdef char failed = 0
+    with nogil, parallel(use_threads_if=n_blocks > 1):
+        buf = <floating*>thread_scratch(3 * CHUNK * sizeof(floating), &failed)
+        if buf != NULL:
+            for j in range(CHUNK):
+                buf[2 * CHUNK + j] = 1      # grad_output when it is absent
+        for b in prange(n_blocks, schedule="static"):
+            if buf != NULL:
+                f0 = b * BLOCK_ELEMS
+                part[b] = _block(xp, yp, w, pw, gscale, go, lo, gr, K, inner,
+                                 f0, min(n, f0 + BLOCK_ELEMS), logits, buf)
+        free(buf)
+    check_scratch(failed)
+    return sum_in_order(part, n_blocks)
+
+
+cdef double _block(const floating* x, const floating* y, const floating* w,
+                   const floating* pw, double gscale, const floating* go, floating* lo,
+                   floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
+                   Py_ssize_t f1, bint logits, floating* buf) noexcept nogil:
+    """Sum of the losses of flat elements [f0, f1); buf = losses, exp(-|x|), ones."""
+    cdef double total = 0
+    cdef Py_ssize_t f = f0, end, k, n
+    cdef floating wk, pwk
+    while f < f1:
+        k = (f // inner) % K
+        wk = w[k] if w != NULL else 1
+        pwk = pw[k] if pw != NULL else 1
+        end = min(f1, (f // inner + 1) * inner)
+        while f < end:
+            n = min(CHUNK, end - f)
+            if logits:
+                _logits_chunk(x + f, y + f, wk, pwk, pw != NULL, gscale,
+                              go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
+                              advance(gr, f), n, buf, buf + CHUNK)
+            else:
+                _probs_chunk(x + f, y + f, wk, gscale,
+                             go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
+                             advance(gr, f), n, buf)
+            total += lane_sum(buf, n)
+            if lo != NULL:
+                memcpy(lo + f, buf, n * sizeof(floating))
+            f += n
+    return total
+
+
+cdef void _probs_chunk(const floating* p, const floating* y, floating wk, double gscale,
+                       const floating* go, floating* gr, Py_ssize_t n,
+                       floating* loss) noexcept nogil:
+    """torch's formula: log1p(-p) for log(1 - p), each log clamped at -100 keeping NaN."""
+    cdef Py_ssize_t j
+    # Typed constants: Cython writes a bare 1 as the double 1.0, which would
+    # lift float math to double and stop the loop vectorising.
+    cdef floating one = 1, floor = -100, lp, l1p, d
+    # torch's EPSILON is a float even for double input.
+    cdef floating eps = <floating>(<float>1e-12)
+    for j in range(n):
+        lp = flog(p[j])
+        lp = floor if lp < floor else lp
+        l1p = flog1p(-p[j])
+        l1p = floor if l1p < floor else l1p
+        loss[j] = ((y[j] - one) * l1p - y[j] * lp) * wk
+    if gr == NULL:
+        return
+    for j in range(n):
+        d = (one - p[j]) * p[j]
+        d = eps if d < eps else d
+        gr[j] = <floating>(gscale * go[j]) * (p[j] - y[j]) / d * wk
+
+
+cdef void _logits_chunk(const floating* x, const floating* y, floating wk, floating pwk,
+                        bint has_pw, double gscale, const floating* go, floating* gr,
+                        Py_ssize_t n, floating* loss, floating* z) noexcept nogil:
+    """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp."""
+    cdef Py_ssize_t j
+    cdef floating one = 1, zero = 0, xj, ls, sig, t
+    for j in range(n):
+        xj = x[j]
+        z[j] = fexp(xj if xj < zero else -xj)
+        ls = (xj if xj < zero else zero) - flog1p(z[j])
+        if has_pw:
+            loss[j] = ((one - y[j]) * xj - ((pwk - one) * y[j] + one) * ls) * wk
+        else:
+            loss[j] = ((one - y[j]) * xj - ls) * wk
+    if gr == NULL:
+        return
+    for j in range(n):
+        # One division with a selected numerator: a division per branch would not vectorise.
+        sig = (one if x[j] >= zero else z[j]) / (one + z[j])
+        if has_pw:
+            t = pwk * y[j]
+            gr[j] = ((t + one - y[j]) * sig - t) * <floating>(gscale * go[j]) * wk
+        else:
+            gr[j] = (sig - y[j]) * <floating>(gscale * go[j]) * wk

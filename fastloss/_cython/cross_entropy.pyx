@@ -1,0 +1,357 @@
+"""Fused cross-entropy: loss, per-position losses and logits gradient in one pass.
+
+Per row (inner == 1) or tile (inner > 1): pass 1 takes the max and reads
+every logit the loss needs (x[target], the smoothing sums); pass 2 computes
+e = exp(x - max) and its sum, into grad_out for a row (it may be x: each
+element is read before it is written) or into the tile's packed copy;
+pass 3 turns e into the gradient.  Only pass 1 reads the logits from memory.
+Blocks of positions are fixed by the shape; each block's losses are summed in
+position order, the blocks in block order.  An ignored position has loss 0
+and torch's gradient 0 - softmax(x) * 0: zeros, or NaN where softmax is NaN.
+"""
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport log
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free
+
+from fastloss._cython._rows cimport (
+    BLOCK_ELEMS, LANES, advance, block_size, cadvance, check_scratch, check_shape,
+    exp_shift, merge_lanes, n_chunks, n_items, row_max, shifted_dot, sum_in_order,
+    thread_scratch, tile_exp_sum, tile_load_max, tile_width,
+)
+
+
+def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] target,
+                        const floating[::1] weight, int64_t ignore_index,
+                        double label_smoothing, double grad_scale,
+                        const floating[:, ::1] grad_output, floating[:, ::1] loss_out,
+                        floating[:, :, ::1] grad_out):
+    """Cross-entropy against class indices; returns the float64 sum of the losses."""
+    cdef Py_ssize_t pos_shape[2]
+    pos_shape[0] = x.shape[0]
+    pos_shape[1] = x.shape[2]
+    check_shape("target", target.shape, pos_shape, 2, False)
+    return _run(x, &target[0, 0], x, weight, ignore_index, label_smoothing, grad_scale,
+                grad_output, loss_out, grad_out, False)
+
+
+def cross_entropy_prob(const floating[:, :, ::1] x, const floating[:, :, ::1] target,
+                       const floating[::1] weight, double label_smoothing, double grad_scale,
+                       const floating[:, ::1] grad_output, floating[:, ::1] loss_out,
+                       floating[:, :, ::1] grad_out):
+    """Cross-entropy against class probabilities; returns the float64 sum of the losses."""
+    check_shape("target", target.shape, x.shape, 3, False)
+    return _run(x, NULL, target, weight, 0, label_smoothing, grad_scale,
+                grad_output, loss_out, grad_out, True)
+
+
+cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
+                 const floating[:, :, ::1] y, const floating[::1] weight, int64_t ignore,
+                 double eps, double gscale, const floating[:, ::1] grad_output,
+                 floating[:, ::1] loss_out, floating[:, :, ::1] grad_out,
+                 bint prob) except? -1:
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t pos_shape[2]
+    pos_shape[0] = outer
+    pos_shape[1] = inner
+    check_shape("weight", weight.shape, &x.shape[1], 1, True)
+    check_shape("grad_output", grad_output.shape, pos_shape, 2, True)
+    check_shape("loss_out", loss_out.shape, pos_shape, 2, True)
+    check_shape("grad_out", grad_out.shape, x.shape, 3, True)
+    if outer * inner == 0:
+        return 0.0
+
+    cdef const floating* xp = &x[0, 0, 0]
+    cdef const floating* yp = &y[0, 0, 0]
+    cdef const floating* w = &weight[0] if weight.shape[0] else NULL
+    cdef const floating* go = &grad_output[0, 0] if n_items(grad_output.shape, 2) else NULL
+    cdef floating* lo = &loss_out[0, 0] if n_items(loss_out.shape, 2) else NULL
+    cdef floating* gr = &grad_out[0, 0, 0] if n_items(grad_out.shape, 3) else NULL
+    cdef double W = C
+    cdef Py_ssize_t j
+    if w != NULL:
+        W = 0
+        for j in range(C):
+            W += w[j]
+
+    cdef Py_ssize_t b, o, i0, r0, plane = C * inner
+    cdef Py_ssize_t bs = block_size(C, inner), n_tiles = n_chunks(inner, bs)
+    cdef Py_ssize_t n_blocks = n_chunks(outer, bs) if inner == 1 else outer * n_tiles
+    cdef char failed = 0
+    # NULL-initialised: Cython makes them firstprivate.
+    cdef double* s = NULL
+    cdef floating* e = NULL
+    cdef double[::1] partials = np.empty(n_blocks)
+    cdef double* part = &partials[0]
+    cdef bint threaded = n_blocks > 1 and outer * plane > BLOCK_ELEMS
+
+    if inner == 1:
+        with nogil, parallel(use_threads_if=threaded):
+            e = <floating*>thread_scratch(C * sizeof(floating), &failed)
+            for b in prange(n_blocks, schedule="static"):
+                if e != NULL:
+                    r0 = b * bs
+                    part[b] = _row_block(xp, tg, yp, w, ignore, eps, W, gscale, go, lo,
+                                         gr, C, r0, min(outer, r0 + bs), prob, e)
+            free(e)
+    else:
+        with nogil, parallel(use_threads_if=threaded):
+            s = <double*>thread_scratch(
+                4 * bs * sizeof(double) + (4 + 2 * C) * bs * sizeof(floating), &failed)
+            for b in prange(n_blocks, schedule="static"):
+                if s != NULL:
+                    o = b // n_tiles
+                    i0 = (b % n_tiles) * bs
+                    part[b] = _tile_block(
+                        xp + o * plane + i0, tg + o * inner + i0 if not prob else NULL,
+                        yp + o * plane + i0, w, ignore, eps, W, gscale,
+                        cadvance(go, o * inner + i0), advance(lo, o * inner + i0),
+                        advance(gr, o * plane + i0), inner, C, min(bs, inner - i0), prob, s)
+            free(s)
+    check_scratch(failed)
+    return sum_in_order(part, n_blocks)
+
+
+# ---- rows: inner == 1 -------------------------------------------------------
+
+cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
+                       const floating* w, int64_t ignore, double eps, double W,
+                       double gscale, const floating* go, floating* lo, floating* gr,
+                       Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1, bint prob,
+                       floating* e) noexcept nogil:
+    """Sum of the losses of rows [r0, r1); e is a row of scratch for a loss-only call."""
+    cdef double total = 0, loss, g
+    cdef Py_ssize_t r
+    cdef int64_t t
+    for r in range(r0, r1):
+        g = gscale * go[r] if go != NULL else gscale
+        if prob:
+            loss = _prob_row(x + r * C, y + r * C, w, eps, g, advance(gr, r * C), e, C)
+        else:
+            t = tg[r]
+            if t == ignore:
+                loss = 0
+                if gr != NULL:
+                    _ignored_row(x + r * C, gr + r * C, C)
+            else:
+                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C)
+        if lo != NULL:
+            lo[r] = <floating>loss
+        total += loss
+    return total
+
+
+cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept nogil:
+    """torch's gradient of an ignored row: 0 - softmax(x) * 0, so NaN where softmax is."""
+    cdef floating z = <floating>(0.0 / exp_shift(x, row_max(x, C), gr, C))
+    cdef Py_ssize_t j
+    for j in range(C):
+        gr[j] = gr[j] * z
+
+
+cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, double eps,
+                       double W, double g, floating* gr, floating* e,
+                       Py_ssize_t C) noexcept nogil:
+    """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x)."""
+    cdef floating m = row_max(x, C)
+    cdef double xt = x[t]
+    cdef double wt = w[t] if w != NULL else 1.0
+    cdef double sw = 0, s, logs, loss
+    cdef floating A, D
+    cdef Py_ssize_t j
+    if eps != 0:
+        sw = shifted_dot(x, m, w, C)
+    if gr != NULL:
+        e = gr
+    s = exp_shift(x, m, e, C)
+    logs = log(s)
+    loss = wt * ((m - xt) + logs)
+    if eps != 0:
+        # sum_j w_j (lse - x_j) = W log(s) - sum_j w_j (x_j - m): both terms >= 0.
+        loss = (1 - eps) * loss + eps / C * (W * logs - sw)
+    if gr == NULL:
+        return loss
+    if eps == 0:
+        A = <floating>(g * wt / s)
+        for j in range(C):
+            gr[j] = gr[j] * A
+    else:
+        A = <floating>(g * ((1 - eps) * wt + eps * W / C) / s)
+        D = <floating>(g * eps / C)
+        if w == NULL:
+            for j in range(C):
+                gr[j] = gr[j] * A - D
+        else:
+            for j in range(C):
+                gr[j] = gr[j] * A - D * w[j]
+    gr[t] = gr[t] - <floating>(g * (1 - eps) * wt)
+    return loss
+
+
+cdef double _prob_row(const floating* x, const floating* y, const floating* w, double eps,
+                      double g, floating* gr, floating* e, Py_ssize_t C) noexcept nogil:
+    """Loss of a row of probability targets; with gr, its gradient goes there."""
+    cdef floating m = row_max(x, C)
+    cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
+    cdef double q_acc[LANES]
+    cdef double r_acc[LANES]
+    cdef double q, rr, wy, s, logs
+    cdef floating A, G
+    cdef Py_ssize_t j, jb, k, nv = C - C % LANES
+    # Q = sum w y', R = sum w y' (m - x), read before pass 2 overwrites x.
+    for k in range(LANES):
+        q_acc[k] = 0
+        r_acc[k] = 0
+    if w == NULL:
+        for jb in range(nv // LANES):
+            j = jb * LANES
+            for k in range(LANES):
+                wy = y[j + k] * a + b
+                q_acc[k] += wy
+                r_acc[k] += wy * (<double>m - x[j + k])
+    else:
+        for jb in range(nv // LANES):
+            j = jb * LANES
+            for k in range(LANES):
+                wy = w[j + k] * (y[j + k] * a + b)
+                q_acc[k] += wy
+                r_acc[k] += wy * (<double>m - x[j + k])
+    q = 0
+    rr = 0
+    for j in range(nv, C):
+        wy = (y[j] * a + b) if w == NULL else w[j] * (y[j] * a + b)
+        q += wy
+        rr += wy * (<double>m - x[j])
+    q += merge_lanes(q_acc)
+    rr += merge_lanes(r_acc)
+    if gr != NULL:
+        e = gr
+    s = exp_shift(x, m, e, C)
+    logs = log(s)
+    if gr != NULL:
+        A = <floating>(g * q / s)
+        G = <floating>g
+        if w == NULL:
+            for j in range(C):
+                gr[j] = gr[j] * A - G * (y[j] * a + b)
+        else:
+            for j in range(C):
+                gr[j] = gr[j] * A - G * (w[j] * (y[j] * a + b))
+    return rr + logs * q
+
+
+# ---- tiles: inner > 1 -------------------------------------------------------
+
+cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
+                        const floating* w, int64_t ignore, double eps, double W,
+                        double gscale, const floating* go, floating* lo, floating* gr,
+                        Py_ssize_t inner, Py_ssize_t C, Py_ssize_t T, bint prob,
+                        double* scratch) noexcept nogil:
+    """Sum of the losses of T positions; pointers sit at the tile's first position.
+
+    scratch: 4 double and 4 floating slots of T_max values, then two packed
+    (C, T) blocks: the logits (then their exp), and w_c y'_c for prob targets.
+    """
+    cdef Py_ssize_t Tmax = tile_width(C, inner)
+    cdef double* s = scratch
+    cdef double* ls = s + Tmax
+    cdef double* u = ls + Tmax      # class: sum w (x - m); prob: Q = sum w y'
+    cdef double* v = u + Tmax       # class: x[target];     prob: R = sum w y' (m - x)
+    cdef floating* m = <floating*>(v + Tmax)
+    cdef floating* A = m + Tmax     # gradient = e * A ...
+    cdef floating* D = A + Tmax     # ... - D * w_c (class) / - D * w_c y'_c (prob)
+    cdef floating* B = D + Tmax     # ... - B at the target class
+    cdef floating* px = B + Tmax
+    cdef floating* pwy = px + C * Tmax
+    cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
+    cdef double total = 0, loss, g, wt, wc
+    cdef floating wcf, wy
+    cdef Py_ssize_t c, k
+    cdef int64_t t
+    cdef const floating* yc
+    cdef floating* pc
+    cdef floating* qc
+    cdef floating* gc
+
+    tile_load_max(x, inner, C, T, px, m)
+    if prob or eps != 0:
+        for k in range(T):
+            u[k] = 0
+            v[k] = 0
+        for c in range(C):
+            pc = px + c * T
+            wc = w[c] if w != NULL else 1.0
+            if prob:
+                yc = y + c * inner
+                qc = pwy + c * T
+                wcf = <floating>wc
+                for k in range(T):
+                    wy = wcf * (yc[k] * a + b)
+                    qc[k] = wy
+                    u[k] += wy
+                    v[k] += wy * (<double>m[k] - pc[k])
+            else:
+                for k in range(T):
+                    u[k] += wc * (<double>pc[k] - m[k])
+    if not prob:
+        for k in range(T):
+            t = tg[k]
+            v[k] = px[t * T + k] if t != ignore else 0
+    tile_exp_sum(px, T, C, T, m, px if gr != NULL else NULL, s)
+    for k in range(T):
+        ls[k] = log(s[k])
+
+    for k in range(T):
+        g = gscale * go[k] if go != NULL else gscale
+        if prob:
+            loss = v[k] + ls[k] * u[k]
+            A[k] = <floating>(g * u[k] / s[k])
+            D[k] = <floating>g
+        else:
+            t = tg[k]
+            if t == ignore:
+                # torch: 0 - softmax * 0, NaN where the softmax is (see _ignored_row)
+                loss = 0
+                A[k] = <floating>(0.0 / s[k])
+                D[k] = 0
+                B[k] = 0
+            else:
+                wt = w[t] if w != NULL else 1.0
+                loss = wt * ((m[k] - v[k]) + ls[k])
+                if eps == 0:
+                    A[k] = <floating>(g * wt / s[k])
+                    D[k] = 0
+                else:
+                    loss = (1 - eps) * loss + eps / C * (W * ls[k] - u[k])
+                    A[k] = <floating>(g * ((1 - eps) * wt + eps * W / C) / s[k])
+                    D[k] = <floating>(g * eps / C)
+                B[k] = <floating>(g * (1 - eps) * wt)
+        if lo != NULL:
+            lo[k] = <floating>loss
+        total += loss
+    if gr == NULL:
+        return total
+
+    for c in range(C):
+        gc = gr + c * inner
+        pc = px + c * T
+        if prob:
+            qc = pwy + c * T
+            for k in range(T):
+                gc[k] = pc[k] * A[k] - D[k] * qc[k]
+        elif eps == 0:
+            for k in range(T):
+                gc[k] = pc[k] * A[k]
+        else:
+            wcf = <floating>(w[c] if w != NULL else 1.0)
+            for k in range(T):
+                gc[k] = pc[k] * A[k] - D[k] * wcf
+    if not prob:
+        for k in range(T):
+            t = tg[k]
+            if t != ignore:
+                gr[t * inner + k] = gr[t * inner + k] - B[k]
+    return total

@@ -1,0 +1,184 @@
+"""Softmax, log-softmax and their backward passes over (outer, C, inner) views.
+
+Rows (inner == 1) are shared out to threads one by one.  Tiles (inner > 1),
+(outer, T positions) pairs, are copied into packed per-thread scratch by the
+first pass, so the later passes read cache.  No sum crosses a row or a tile,
+so every thread count gives the same bits.  Each pass reads what it needs of
+a row or tile before writing it, so `out` may alias an input.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport log
+from libc.stdlib cimport free
+
+from fastloss._cython._rows cimport (
+    BLOCK_ELEMS, check_scratch, check_shape, exp_shift, fexp, lane_sum, n_chunks, row_dot,
+    row_max, thread_scratch, tile_exp_sum, tile_load_max, tile_width,
+)
+
+cdef enum Mode:
+    SOFTMAX
+    LOG_SOFTMAX
+    SOFTMAX_BACKWARD
+    LOG_SOFTMAX_BACKWARD
+
+
+def softmax(const floating[:, :, ::1] x, floating[:, :, ::1] out):
+    """out = exp(x - max) / sum_c exp(x - max) over the class axis."""
+    _run(x, x, out, SOFTMAX)
+
+
+def log_softmax(const floating[:, :, ::1] x, floating[:, :, ::1] out):
+    """out = x - max - log(sum_c exp(x - max)) over the class axis."""
+    _run(x, x, out, LOG_SOFTMAX)
+
+
+def softmax_backward(const floating[:, :, ::1] grad_output,
+                     const floating[:, :, ::1] output, floating[:, :, ::1] out):
+    """out = output * (grad_output - sum_c(grad_output * output))."""
+    _run(grad_output, output, out, SOFTMAX_BACKWARD)
+
+
+def log_softmax_backward(const floating[:, :, ::1] grad_output,
+                         const floating[:, :, ::1] output, floating[:, :, ::1] out):
+    """out = grad_output - exp(output) * sum_c(grad_output)."""
+    _run(grad_output, output, out, LOG_SOFTMAX_BACKWARD)
+
+
+cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
+              floating[:, :, ::1] out, Mode mode) except -1:
+    """Forward modes read `a` (b is a); backward modes read grad_output `a` and output `b`."""
+    cdef Py_ssize_t outer = a.shape[0], C = a.shape[1], inner = a.shape[2]
+    cdef Py_ssize_t r, t, o, i0, T, n_tiles, plane = C * inner
+    # NULL-initialised: Cython makes them firstprivate.
+    cdef floating* rowbuf = NULL
+    cdef floating* m = NULL
+    cdef floating* d = NULL
+    cdef floating* pack = NULL
+    cdef double* s = NULL
+    cdef char failed = 0
+    check_shape("output", b.shape, a.shape, 3, False)
+    check_shape("out", out.shape, a.shape, 3, False)
+    if outer * plane == 0:
+        return 0
+    cdef const floating* ap = &a[0, 0, 0]
+    cdef const floating* bp = &b[0, 0, 0]
+    cdef floating* op = &out[0, 0, 0]
+    cdef bint threaded = outer * plane > BLOCK_ELEMS
+
+    if inner == 1:
+        with nogil, parallel(use_threads_if=threaded):
+            rowbuf = <floating*>thread_scratch(C * sizeof(floating), &failed)
+            for r in prange(outer, schedule="static"):
+                if rowbuf != NULL:
+                    _row(ap + r * C, bp + r * C, op + r * C, C, mode, rowbuf)
+            free(rowbuf)
+    else:
+        T = tile_width(C, inner)
+        n_tiles = n_chunks(inner, T)
+        with nogil, parallel(use_threads_if=threaded):
+            s = <double*>thread_scratch(
+                T * sizeof(double) + (2 + 2 * C) * T * sizeof(floating), &failed)
+            m = <floating*>(s + T)
+            d = m + T
+            pack = d + T
+            for t in prange(outer * n_tiles, schedule="static"):
+                if s != NULL:
+                    o = t // n_tiles
+                    i0 = (t % n_tiles) * T
+                    _tile(ap + o * plane + i0, bp + o * plane + i0, op + o * plane + i0,
+                          inner, C, min(T, inner - i0), mode, s, m, d, pack)
+            free(s)
+    return check_scratch(failed)
+
+
+cdef void _row(const floating* a, const floating* b, floating* out, Py_ssize_t C,
+               Mode mode, floating* e) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m, r
+    if mode == SOFTMAX:
+        m = row_max(a, C)
+        r = <floating>(1.0 / exp_shift(a, m, out, C))
+        for j in range(C):
+            out[j] = out[j] * r
+    elif mode == LOG_SOFTMAX:
+        m = row_max(a, C)
+        # exp goes to scratch: out may be x, still needed below.
+        r = <floating>log(exp_shift(a, m, e, C))
+        for j in range(C):
+            out[j] = (a[j] - m) - r
+    elif mode == SOFTMAX_BACKWARD:
+        r = <floating>row_dot(a, b, C)
+        for j in range(C):
+            out[j] = b[j] * (a[j] - r)
+    else:
+        r = <floating>lane_sum(a, C)
+        for j in range(C):
+            out[j] = a[j] - fexp(b[j]) * r
+
+
+cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t inner,
+                Py_ssize_t C, Py_ssize_t T, Mode mode, double* s, floating* m,
+                floating* d, floating* pack) noexcept nogil:
+    """pack holds two packed (C, T) blocks: a's tile, then b's (backward modes)."""
+    cdef Py_ssize_t c, k
+    cdef const floating* ac
+    cdef const floating* bc
+    cdef floating* pa
+    cdef floating* pb
+    cdef floating* oc
+    cdef floating ga, yb
+    if mode == SOFTMAX or mode == LOG_SOFTMAX:
+        tile_load_max(a, inner, C, T, pack, m)
+        if mode == SOFTMAX:
+            tile_exp_sum(pack, T, C, T, m, pack, s)
+            for k in range(T):
+                d[k] = <floating>(1.0 / s[k])
+            for c in range(C):
+                oc = out + c * inner
+                pa = pack + c * T
+                for k in range(T):
+                    oc[k] = pa[k] * d[k]
+        else:
+            tile_exp_sum(pack, T, C, T, m, NULL, s)
+            for k in range(T):
+                d[k] = <floating>log(s[k])
+            for c in range(C):
+                oc = out + c * inner
+                pa = pack + c * T
+                for k in range(T):
+                    oc[k] = (pa[k] - m[k]) - d[k]
+        return
+
+    for k in range(T):
+        s[k] = 0
+    for c in range(C):
+        ac = a + c * inner
+        bc = b + c * inner
+        pa = pack + c * T
+        pb = pack + (C + c) * T
+        if mode == SOFTMAX_BACKWARD:
+            for k in range(T):
+                ga = ac[k]
+                yb = bc[k]
+                pa[k] = ga
+                pb[k] = yb
+                s[k] += <double>ga * yb
+        else:
+            for k in range(T):
+                ga = ac[k]
+                pa[k] = ga
+                pb[k] = bc[k]
+                s[k] += ga
+    for k in range(T):
+        d[k] = <floating>s[k]
+    for c in range(C):
+        oc = out + c * inner
+        pa = pack + c * T
+        pb = pack + (C + c) * T
+        if mode == SOFTMAX_BACKWARD:
+            for k in range(T):
+                oc[k] = pb[k] * (pa[k] - d[k])
+        else:
+            for k in range(T):
+                oc[k] = pa[k] - fexp(pb[k]) * d[k]
