@@ -64,3 +64,10 @@ def normaliser(name, x, axis, grad_output=None):
     upstream = torch.ones_like(y) if grad_output is None else _tensor(grad_output).to(y.dtype)
     y.backward(upstream)
     return y.detach().numpy(), xt.grad.numpy()
+
+
+def normaliser_backward(name, grad_output, output, axis):
+    """torch's own backward of softmax/log_softmax from a given output (float16 via float32)."""
+    gy, y = _tensor(grad_output), _tensor(output)
+    kernel = getattr(torch.ops.aten, f"_{name}_backward_data")
+    return kernel(gy, y, axis % max(y.dim(), 1), y.dtype).numpy()
