@@ -1,0 +1,299 @@
+"""Vectorisable ``exp``, ``log`` and ``log1p`` for float32 and float64.
+
+Numba lowers ``math.exp`` and ``math.log`` to libm calls, which stop LLVM from
+vectorising a loop (there is no SVML here).  These versions use only
+arithmetic, comparisons and bit casts, so loops calling them vectorise; the
+Cephes polynomials keep them within about one ulp of libm.  Every function
+computes in its argument's precision and propagates NaN.
+
+Functions
+---------
+vexp(x)
+    ``exp(x)``, including overflow to inf and underflow through subnormals.
+vexp_neg(x)
+    The same for ``x <= 0`` (or NaN) only, a few instructions cheaper: the
+    softmax family only ever needs ``exp(x - max)``.
+vlog(x)
+    ``log(x)`` for any x (``-inf`` at 0, NaN below 0).
+vlog1p(z)
+    ``log1p(z)`` for ``z >= -1``.
+maximum(a, b), fma(a, b, c)
+    LLVM's NaN-propagating ``maximum`` and fused multiply-add, for either dtype.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+# Per dtype: integer type, mantissa bits, exponent bias.
+_LAYOUT = {types.float32: (ir.IntType(32), 23, 127), types.float64: (ir.IntType(64), 52, 1023)}
+
+
+@intrinsic
+def maximum(typingctx, a, b):
+    """``max(a, b)``, NaN if either is NaN, ``+0 > -0`` (LLVM ``maximum``).
+
+    Unlike a compare-and-select, it is commutative and associative, so LLVM
+    vectorises a reduction of it without fastmath.
+    """
+    if a not in _LAYOUT or b != a:
+        return None
+
+    def codegen(context, builder, sig, args):
+        fty = args[0].type
+        name = "llvm.maximum.f32" if fty == ir.FloatType() else "llvm.maximum.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [fty, fty]), name)
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM never contracts without fastmath)."""
+    if a not in _LAYOUT or b != a or c != a:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+def _magic_bits(mant, bias):
+    # Bit pattern of the rounding constant 1.5 * 2**mant.
+    return ((bias + mant) << mant) | (1 << (mant - 1))
+
+
+@intrinsic
+def _ldexp_any(typingctx, p, k):
+    """``p * 2**n`` with ``n`` read from ``k = n + 1.5 * 2**mantissa_bits``.
+
+    The scale is applied as two factors so that ``n`` from the subnormal range
+    up to overflow rounds correctly; integer ops on a NaN ``k`` are harmless
+    because ``p`` is then NaN too.
+    """
+    if p not in _LAYOUT or k != p:
+        return None
+    ity, mant, bias = _LAYOUT[p]
+
+    def codegen(context, builder, sig, args):
+        fty = args[0].type
+        n = builder.sub(builder.bitcast(args[1], ity), ity(_magic_bits(mant, bias)))
+        n1 = builder.ashr(n, ity(1))
+        n2 = builder.sub(n, n1)
+        s1 = builder.bitcast(builder.shl(builder.add(n1, ity(bias)), ity(mant)), fty)
+        s2 = builder.bitcast(builder.shl(builder.add(n2, ity(bias)), ity(mant)), fty)
+        return builder.fmul(builder.fmul(args[0], s1), s2)
+
+    return p(p, k), codegen
+
+
+# With x clamped to [lo, 0], n lies in [-159, 0] (float32) or [-1097, 0]
+# (float64): 2**(n + offset) is then normal, and the constant 2**-offset
+# rounds a subnormal result once.
+_NEG_OFFSET = {types.float32: 64, types.float64: 512}
+
+
+@intrinsic
+def _ldexp_neg(typingctx, p, k):
+    """As `_ldexp_any` for ``n <= 0``, with one integer add and two multiplies."""
+    if p not in _LAYOUT or k != p:
+        return None
+    ity, mant, bias = _LAYOUT[p]
+    off = _NEG_OFFSET[p]
+
+    def codegen(context, builder, sig, args):
+        fty = args[0].type
+        bits = builder.add(builder.bitcast(args[1], ity), ity(bias + off - _magic_bits(mant, bias)))
+        scale = builder.bitcast(builder.shl(bits, ity(mant)), fty)
+        unscale = builder.bitcast(ity((bias - off) << mant), fty)
+        return builder.fmul(builder.fmul(args[0], scale), unscale)
+
+    return p(p, k), codegen
+
+
+@intrinsic
+def _frexp(typingctx, x):
+    """``(m, e)`` with ``x = m * 2**e``, ``m`` in [0.5, 1), for positive normal x."""
+    if x not in _LAYOUT:
+        return None
+    ity, mant, bias = _LAYOUT[x]
+
+    def codegen(context, builder, sig, args):
+        bits = builder.bitcast(args[0], ity)
+        expo = builder.and_(builder.lshr(bits, ity(mant)), ity(2 * bias + 1))
+        e = builder.sitofp(builder.sub(expo, ity(bias - 1)), args[0].type)
+        m_bits = builder.or_(builder.and_(bits, ity((1 << mant) - 1)), ity((bias - 1) << mant))
+        m = builder.bitcast(m_bits, args[0].type)
+        return context.make_tuple(builder, sig.return_type, (m, e))
+
+    return types.UniTuple(x, 2)(x), codegen
+
+
+def _consts(dtype, *values):
+    return tuple(dtype(v) for v in values)
+
+
+# Cephes expf / exp, evaluated with fma: n = round(x / ln2) by the
+# magic-number trick (no float-to-int conversion, undefined for NaN), then
+# r = x - n ln2 with ln2 in two parts.  Below lo the result rounds to 0,
+# above hi it overflows.
+_E32 = _consts(np.float32, -110.0, 89.0, 1.44269504088896341, 12582912.0, -0.693359375, 2.12194440e-4,
+               1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+               5.0000001201e-1, 1.0)
+_E64 = _consts(np.float64, -760.0, 710.0, 1.4426950408889634, 6755399441055744.0, -6.93145751953125e-1,
+               -1.42860682030941723212e-6,
+               1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1,
+               3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1,
+               2.00000000000000000009, 1.0)
+
+
+def _exp_impl(x, ldexp, clamp_hi):
+    """Build the exp of one dtype around a scaling intrinsic."""
+    if x == types.float32:
+        lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, p5, one = _E32
+
+        def exp32(x):
+            # NaN-keeping comparison order: NaN falls through both clamps.
+            x = lo if x < lo else x
+            if clamp_hi:
+                x = hi if x > hi else x
+            k = fma(x, log2e, magic)
+            n = k - magic
+            r = fma(n, c2, fma(n, c1, x))
+            p = fma(fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
+            return ldexp(fma(p, r * r, r) + one, k)
+
+        return exp32
+    if x == types.float64:
+        lo, hi, log2e, magic, c1, c2, p0, p1, p2, q0, q1, q2, q3, one = _E64
+
+        def exp64(x):
+            x = lo if x < lo else x
+            if clamp_hi:
+                x = hi if x > hi else x
+            k = fma(x, log2e, magic)
+            n = k - magic
+            r = fma(n, c2, fma(n, c1, x))
+            rr = r * r
+            px = r * fma(fma(p0, rr, p1), rr, p2)
+            q = fma(fma(fma(q0, rr, q1), rr, q2), rr, q3)
+            return ldexp(one + (px + px) / (q - px), k)
+
+        return exp64
+    return None
+
+
+def vexp(x):
+    """``exp(x)`` in jitted code (the overload below)."""
+    raise NotImplementedError
+
+
+def vexp_neg(x):
+    """``exp(x)`` for ``x <= 0`` in jitted code (the overload below)."""
+    raise NotImplementedError
+
+
+@overload(vexp)
+def _vexp(x):
+    return _exp_impl(x, _ldexp_any, True)
+
+
+@overload(vexp_neg)
+def _vexp_neg(x):
+    return _exp_impl(x, _ldexp_neg, False)
+
+
+# Cephes logf / log (evaluated with fma): x = m 2^e with m in
+# [sqrt(1/2), sqrt(2)), log(m) by a polynomial in m - 1, e ln2 added in two parts.
+_L32 = _consts(np.float32, 1.17549435e-38, 33554432.0, 25.0, 0.707106781186547524, 1.0, 0.0, 0.5,
+               7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+               -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
+               -2.12194440e-4, 0.693359375, np.inf)
+_L64 = _consts(np.float64, 2.2250738585072014e-308, 18014398509481984.0, 54.0, 0.70710678118654752440, 1.0,
+               0.0, 0.5,
+               1.01875663804580931796e-4, 4.97494994976747001425e-1, 4.70579119878881725854,
+               1.44989225341610930846e1, 1.79368678507819816313e1, 7.70838733755885391666,
+               1.12873587189167450590e1, 4.52279145837532221105e1, 8.29875266912776603211e1,
+               7.11544750618563894466e1, 2.31251620126765340583e1,
+               -2.121944400546905827679e-4, 0.693359375, np.inf)
+
+
+def vlog(x):
+    """``log(x)`` in jitted code (the overload below)."""
+    raise NotImplementedError
+
+
+@njit(error_model="numpy")
+def _log_special(x, y, zero, inf):
+    # log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, log(NaN) = NaN.
+    y = x if x != x else y
+    y = -inf if x == zero else y
+    y = inf - inf if x < zero else y
+    return inf if x == inf else y
+
+
+@overload(vlog)
+def _vlog(x):
+    if x == types.float32:
+        (tiny, up, up_e, sqrth, one, zero, half, p0, p1, p2, p3, p4, p5, p6, p7, p8, c2, c1, inf) = _L32
+
+        def log32(x):
+            # Subnormals are scaled into the normal range first.
+            small = x < tiny
+            m, e = _frexp(x * up if small else x)
+            e = e - up_e if small else e
+            low = m < sqrth
+            e = e - one if low else e
+            m = (m + m - one) if low else (m - one)
+            z = m * m
+            p = fma(fma(fma(fma(fma(fma(fma(fma(p0, m, p1), m, p2), m, p3), m, p4), m, p5), m, p6), m, p7),
+                    m, p8)
+            y = fma(c2, e, p * m * z)
+            y = fma(-half, z, y)
+            return _log_special(x, fma(c1, e, m + y), zero, inf)
+
+        return log32
+    if x == types.float64:
+        (tiny, up, up_e, sqrth, one, zero, half, p0, p1, p2, p3, p4, p5, q0, q1, q2, q3, q4, c2, c1,
+         inf) = _L64
+
+        def log64(x):
+            small = x < tiny
+            m, e = _frexp(x * up if small else x)
+            e = e - up_e if small else e
+            low = m < sqrth
+            e = e - one if low else e
+            m = (m + m - one) if low else (m - one)
+            z = m * m
+            p = fma(fma(fma(fma(fma(p0, m, p1), m, p2), m, p3), m, p4), m, p5)
+            q = fma(fma(fma(fma(m + q0, m, q1), m, q2), m, q3), m, q4)
+            y = fma(c2, e, m * (z * p / q))
+            y = fma(-half, z, y)
+            return _log_special(x, fma(c1, e, m + y), zero, inf)
+
+        return log64
+    return None
+
+
+def vlog1p(z):
+    """``log1p(z)`` in jitted code (the overload below)."""
+    raise NotImplementedError
+
+
+@overload(vlog1p)
+def _vlog1p(z):
+    if z not in (types.float32, types.float64):
+        return None
+    zero, one = _consts(np.float32 if z == types.float32 else np.float64, 0.0, 1.0)
+
+    def log1p(z):
+        # log(u) with u = 1 + z rounded, corrected to first order by the
+        # rounding error of u (exact when u == 1: log1p(z) = z).
+        u = one + z
+        corr = ((u - one) - z) / u
+        return vlog(u) - (zero if u == zero else corr)
+
+    return log1p

@@ -1,0 +1,338 @@
+"""Fused log-softmax + NLL (cross-entropy) with optional gradient.
+
+Kernels
+-------
+cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float
+    Class-index targets, ``eps = label_smoothing``:
+    ``l_i = (1 - eps) w_t (lse_i - x_t) + eps / C * sum_j w_j (lse_i - x_j)``
+    (no smoothing term at all when ``eps == 0``), 0 where ``t == ignore_index``.
+cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float
+    Probability targets ``y`` (``(outer, C, inner)``), smoothed to
+    ``y' = (1 - eps) y + eps / C``: ``l_i = sum_j w_j y'_j (lse_i - x_j)``.
+
+Each kernel reads a row (inner == 1) or tile (inner > 1) of logits from memory
+once, keeps ``exp(x - max)`` in scratch and writes the gradient from it, so
+``grad_out`` may be ``x``.  Sums over classes are float64 and formed from
+non-negative terms (``lse - x_j = log(sum) + (max - x_j)``).
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._rows import (as_rows, block_range, row_blocking, row_exp, row_max, row_sum,
+                    scale_into, sum_partials, tile_blocking, tile_exp, tile_max)
+from ._vmath import vlog
+
+
+@njit(cache=True, error_model="numpy")
+def _total_weight(weight, C):
+    if weight.size == 0:
+        return np.float64(C)
+    W = 0.0
+    for c in range(C):
+        W += weight[c]
+    return W
+
+
+@njit(cache=True, error_model="numpy")
+def _ignored_gradient(m, dt):
+    """The gradient at an ignored target, from its row's (NaN-propagating) max ``m``.
+
+    torch computes it as ``0 - softmax * 0``: 0, but NaN wherever the softmax is NaN,
+    which is where the max is not finite (a NaN or +inf logit, or only -inf logits).
+    """
+    return dt(0.0) if abs(m) < np.inf else dt(np.nan)
+
+
+@njit(cache=True, error_model="numpy")
+def _class_position(ls, inv_s, dxt, et, sm, wt, W, eps, C, g):
+    """Loss and gradient coefficients of one non-ignored position.
+
+    ``ls = log(s)``, ``inv_s = 1 / s`` with ``s = sum_j exp(x_j - m)``, ``dxt = x_t - m``,
+    ``et = exp(dxt)``, ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0).
+    Returns ``(l, a, b, gt)``: the gradient is ``a e_j - b w_j`` off the
+    target and ``gt`` at it.
+    """
+    nll = wt * (ls - dxt)
+    if eps == 0.0:
+        a = g * wt * inv_s
+        return nll, a, 0.0, a * et - g * wt
+    l = (1.0 - eps) * nll + eps / C * (W * ls + sm)
+    a = g * ((1.0 - eps) * wt + eps * W / C) * inv_s
+    b = g * eps / C
+    return l, a, b, a * et - b * wt - g * (1.0 - eps) * wt
+
+
+@njit(cache=True, error_model="numpy")
+def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+                grad_out, g2, r0, r1):
+    C = x2.shape[1]
+    dt = x2.dtype.type
+    has_w = weight.size != 0
+    e = np.empty(C, x2.dtype)
+    prod = np.empty(C if eps != 0.0 else 0)
+    part = 0.0
+    for r in range(r0, r1):
+        t = target[r, 0]
+        l = 0.0
+        if t == ignore_index:
+            if g2.size != 0:
+                fill = _ignored_gradient(row_max(x2[r]), dt)
+                gr = g2[r]
+                for j in range(C):
+                    gr[j] = fill
+        else:
+            xr = x2[r]
+            m = row_max(xr)
+            row_exp(xr, m, e)
+            s = row_sum(e)
+            sm = 0.0
+            if eps != 0.0:
+                for j in range(C):
+                    prod[j] = (np.float64(m) - np.float64(xr[j])) * (weight[j] if has_w else 1.0)
+                sm = row_sum(prod)
+            wt = np.float64(weight[t]) if has_w else 1.0
+            g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
+            l, a, b, gt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
+                                          np.float64(e[t]), sm, wt, W, eps, C, g)
+            if g2.size != 0:
+                gr = g2[r]
+                if eps == 0.0:
+                    scale_into(e, dt(a), gr)
+                elif has_w:
+                    for j in range(C):
+                        gr[j] = dt(a) * e[j] - dt(b) * weight[j]
+                else:
+                    for j in range(C):
+                        gr[j] = dt(a) * e[j] - dt(b)
+                gr[t] = gt
+        part += l
+        if loss_out.size != 0:
+            loss_out[r, 0] = l
+    return part
+
+
+@njit(cache=True, error_model="numpy")
+def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+                grad_out, o, i0, n):
+    C = x.shape[1]
+    dt = x.dtype.type
+    has_w = weight.size != 0
+    has_g = grad_out.size != 0
+    tgt = target[o, i0:i0 + n]
+    # A fully ignored tile needs no exp at all.
+    live = 0
+    for i in range(n):
+        live += tgt[i] != ignore_index
+    m = np.empty(n, x.dtype)
+    if live == 0:
+        if loss_out.size != 0:
+            for i in range(n):
+                loss_out[o, i0 + i] = 0
+        if has_g:
+            tile_max(x, o, i0, n, m)
+            for i in range(n):
+                m[i] = _ignored_gradient(m[i], dt)
+            for c in range(C):
+                gc = grad_out[o, c, i0:i0 + n]
+                for i in range(n):
+                    gc[i] = m[i]
+        return 0.0
+    s = np.empty(n)
+    e = np.empty((C, n), x.dtype)
+    tile_max(x, o, i0, n, m)
+    tile_exp(x, o, i0, n, m, e, s)
+    sm = np.zeros(n)
+    if eps != 0.0:
+        for c in range(C):
+            xc = x[o, c, i0:i0 + n]
+            wc = np.float64(weight[c]) if has_w else 1.0
+            for i in range(n):
+                sm[i] += (np.float64(m[i]) - np.float64(xc[i])) * wc
+    # Vectorised here rather than per position below.
+    ls = np.empty(n)
+    inv_s = np.empty(n)
+    for i in range(n):
+        ls[i] = vlog(s[i])
+        inv_s[i] = 1.0 / s[i]
+    a = np.zeros(n, x.dtype)
+    b = np.zeros(n, x.dtype)
+    gt = np.zeros(n)
+    lv = np.zeros(n)
+    xo = x[o]
+    for i in range(n):
+        t = tgt[i]
+        if t != ignore_index:
+            wt = np.float64(weight[t]) if has_w else 1.0
+            g = grad_scale * grad_output[o, i0 + i] if grad_output.size != 0 else grad_scale
+            dxt = np.float64(xo[t, i0 + i]) - np.float64(m[i])
+            lv[i], a[i], b[i], gt[i] = _class_position(ls[i], inv_s[i], dxt, np.float64(e[t, i]), sm[i],
+                                                       wt, W, eps, C, g)
+    # Summed apart so the loop above carries no float dependency.
+    part = 0.0
+    for i in range(n):
+        part += lv[i]
+    if loss_out.size != 0:
+        lo = loss_out[o, i0:i0 + n]
+        for i in range(n):
+            lo[i] = lv[i]
+    if has_g:
+        for c in range(C):
+            ec = e[c]
+            gc = grad_out[o, c, i0:i0 + n]
+            if eps == 0.0:
+                for i in range(n):
+                    gc[i] = a[i] * ec[i]
+            else:
+                wc = weight[c] if has_w else dt(1.0)
+                for i in range(n):
+                    gc[i] = a[i] * ec[i] - b[i] * wc
+        for i in range(n):
+            t = tgt[i]
+            if t == ignore_index:
+                fill = _ignored_gradient(m[i], dt)
+                for c in range(C):
+                    grad_out[o, c, i0 + i] = fill
+            else:
+                grad_out[o, t, i0 + i] = gt[i]
+    return part
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
+                        loss_out, grad_out):
+    """Sum of the per-position class-target cross-entropy; see the module docstring."""
+    outer, C, inner = x.shape
+    if outer * inner == 0:
+        return 0.0
+    W = _total_weight(weight, C)
+    if inner == 1:
+        rows, nb = row_blocking(outer, C)
+        x2 = x.reshape((outer, C))
+        g2 = as_rows(grad_out, outer, C)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            r0, r1 = block_range(b, rows, outer)
+            partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
+                                      grad_output, loss_out, grad_out, g2, r0, r1)
+    else:
+        T, tiles, nb = tile_blocking(outer, C, inner)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            i0, i1 = block_range(b % tiles, T, inner)
+            partials[b] = _class_tile(x, target, weight, ignore_index, label_smoothing, W, grad_scale,
+                                      grad_output, loss_out, grad_out, b // tiles, i0, i1 - i0)
+    return sum_partials(partials)
+
+
+@njit(cache=True, error_model="numpy")
+def _smoothed(y, eps, C):
+    """``y'`` in float64; exactly ``y`` when ``eps == 0``."""
+    if eps == 0.0:
+        return np.float64(y)
+    return (1.0 - eps) * y + eps / C
+
+
+@njit(cache=True, error_model="numpy")
+def _prob_rows(x2, y2, weight, eps, grad_scale, grad_output, loss_out, g2, r0, r1):
+    C = x2.shape[1]
+    dt = x2.dtype.type
+    has_w = weight.size != 0
+    e = np.empty(C, x2.dtype)
+    wy = np.empty(C)
+    prod = np.empty(C)
+    part = 0.0
+    for r in range(r0, r1):
+        xr = x2[r]
+        yr = y2[r]
+        m = row_max(xr)
+        row_exp(xr, m, e)
+        s = row_sum(e)
+        for j in range(C):
+            wy[j] = _smoothed(yr[j], eps, C) * (weight[j] if has_w else 1.0)
+            prod[j] = wy[j] * (np.float64(m) - np.float64(xr[j]))
+        swy = row_sum(wy)
+        l = math.log(s) * swy + row_sum(prod)
+        part += l
+        if loss_out.size != 0:
+            loss_out[r, 0] = l
+        if g2.size != 0:
+            g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
+            a = g * swy / s
+            gr = g2[r]
+            for j in range(C):
+                gr[j] = dt(a * e[j] - g * wy[j])
+    return part
+
+
+@njit(cache=True, error_model="numpy")
+def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o, i0, n):
+    C = x.shape[1]
+    dt = x.dtype.type
+    has_w = weight.size != 0
+    m = np.empty(n, x.dtype)
+    s = np.empty(n)
+    e = np.empty((C, n), x.dtype)
+    tile_max(x, o, i0, n, m)
+    tile_exp(x, o, i0, n, m, e, s)
+    swy = np.zeros(n)
+    sd = np.zeros(n)
+    for c in range(C):
+        xc = x[o, c, i0:i0 + n]
+        yc = y[o, c, i0:i0 + n]
+        wc = np.float64(weight[c]) if has_w else 1.0
+        for i in range(n):
+            wy = _smoothed(yc[i], eps, C) * wc
+            swy[i] += wy
+            sd[i] += wy * (np.float64(m[i]) - np.float64(xc[i]))
+    part = 0.0
+    for i in range(n):
+        l = vlog(s[i]) * swy[i] + sd[i]
+        part += l
+        if loss_out.size != 0:
+            loss_out[o, i0 + i] = l
+    if grad_out.size != 0:
+        g = np.empty(n)
+        a = np.empty(n)
+        for i in range(n):
+            g[i] = grad_scale * grad_output[o, i0 + i] if grad_output.size != 0 else grad_scale
+            a[i] = g[i] * swy[i] / s[i]
+        for c in range(C):
+            ec = e[c]
+            yc = y[o, c, i0:i0 + n]
+            gc = grad_out[o, c, i0:i0 + n]
+            wc = np.float64(weight[c]) if has_w else 1.0
+            for i in range(n):
+                gc[i] = dt(a[i] * ec[i] - g[i] * (_smoothed(yc[i], eps, C) * wc))
+    return part
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+    """Sum of the per-position probability-target cross-entropy; see the module docstring."""
+    outer, C, inner = x.shape
+    if outer * inner == 0:
+        return 0.0
+    if C == 0:
+        if loss_out.size != 0:
+            loss_out[:] = 0
+        return 0.0
+    if inner == 1:
+        rows, nb = row_blocking(outer, C)
+        x2 = x.reshape((outer, C))
+        y2 = target.reshape((outer, C))
+        g2 = as_rows(grad_out, outer, C)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            r0, r1 = block_range(b, rows, outer)
+            partials[b] = _prob_rows(x2, y2, weight, label_smoothing, grad_scale, grad_output, loss_out,
+                                     g2, r0, r1)
+    else:
+        T, tiles, nb = tile_blocking(outer, C, inner)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            i0, i1 = block_range(b % tiles, T, inner)
+            partials[b] = _prob_tile(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out,
+                                     grad_out, b // tiles, i0, i1 - i0)
+    return sum_partials(partials)

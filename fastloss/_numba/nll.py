@@ -1,0 +1,64 @@
+"""Negative log-likelihood over log-probabilities.
+
+Kernels
+-------
+nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out) -> float
+    ``l_i = -w[t] * logp[o, t, i]`` (0 where ``t == ignore_index``); the
+    gradient is ``-g_i * w[t]`` at the target class and 0 elsewhere.  Every
+    logp value of a block is read before its gradient is written, so
+    ``grad_out`` may be ``logp``.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._rows import block_range, row_blocking, sum_partials, tile_blocking, zero_tile
+
+
+@njit(cache=True, error_model="numpy")
+def _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out,
+               o0, o1, i0, n):
+    """Loss sum of positions ``[o0, o1) x [i0, i0+n)``, in position order."""
+    has_w = weight.size != 0
+    part = 0.0
+    for o in range(o0, o1):
+        for i in range(i0, i0 + n):
+            t = target[o, i]
+            l = 0.0
+            if t != ignore_index:
+                l = -(np.float64(weight[t]) if has_w else 1.0) * np.float64(logp[o, t, i])
+            part += l
+            if loss_out.size != 0:
+                loss_out[o, i] = l
+    if grad_out.size != 0:
+        for o in range(o0, o1):
+            zero_tile(grad_out, o, i0, n)
+            for i in range(i0, i0 + n):
+                t = target[o, i]
+                if t != ignore_index:
+                    g = grad_scale * grad_output[o, i] if grad_output.size != 0 else grad_scale
+                    grad_out[o, t, i] = -g * (np.float64(weight[t]) if has_w else 1.0)
+    return part
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+    """Sum of the per-position NLL; see the module docstring."""
+    outer, C, inner = logp.shape
+    if outer * inner == 0:
+        return 0.0
+    if inner == 1:
+        rows, nb = row_blocking(outer, C)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            o0, o1 = block_range(b, rows, outer)
+            partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
+                                     loss_out, grad_out, o0, o1, 0, 1)
+    else:
+        T, tiles, nb = tile_blocking(outer, C, inner)
+        partials = np.empty(nb)
+        for b in prange(nb):
+            o = b // tiles
+            i0, i1 = block_range(b % tiles, T, inner)
+            partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
+                                     loss_out, grad_out, o, o + 1, i0, i1 - i0)
+    return sum_partials(partials)

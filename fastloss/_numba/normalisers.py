@@ -1,0 +1,184 @@
+"""Softmax and log-softmax over the class axis, and their backward kernels.
+
+Kernels
+-------
+softmax(x, out), log_softmax(x, out)
+    Normalise ``x`` (``(outer, C, inner)``) over C into ``out``.
+softmax_backward(grad_output, output, out)
+    ``out = output * (grad_output - sum_c(grad_output * output))``.
+log_softmax_backward(grad_output, output, out)
+    ``out = grad_output - exp(output) * sum_c(grad_output)``.
+
+``out`` may be the same memory as any input.  Class-axis sums are float64,
+elementwise arithmetic is in the input dtype.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._rows import (block_range, copy_into, row_blocking, row_exp, row_max, row_sum,
+                    row_weighted_sum, scale_into, tile_blocking, tile_exp, tile_max)
+from ._vmath import vexp, vlog
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_rows(x2, out2, r0, r1, log):
+    C = x2.shape[1]
+    dt = x2.dtype.type
+    e = np.empty(C, x2.dtype)
+    for r in range(r0, r1):
+        xr = x2[r]
+        m = row_max(xr)
+        row_exp(xr, m, e)
+        s = row_sum(e)
+        if log:
+            ls = dt(math.log(s))
+            for j in range(C):
+                e[j] = (xr[j] - m) - ls
+            copy_into(e, out2[r])
+        else:
+            scale_into(e, dt(1.0 / s), out2[r])
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(x, out, o, i0, n, log):
+    dt = x.dtype.type
+    m = np.empty(n, x.dtype)
+    a = np.empty(n, x.dtype)
+    s = np.empty(n)
+    e = np.empty((x.shape[1], n), x.dtype)
+    tile_max(x, o, i0, n, m)
+    tile_exp(x, o, i0, n, m, e, s)
+    if log:
+        for i in range(n):
+            a[i] = dt(vlog(s[i]))
+        for c in range(x.shape[1]):
+            xc = x[o, c, i0:i0 + n]
+            ec = e[c]
+            for i in range(n):
+                ec[i] = (xc[i] - m[i]) - a[i]
+            copy_into(ec, out[o, c, i0:i0 + n])
+    else:
+        for i in range(n):
+            a[i] = dt(1.0 / s[i])
+        for c in range(x.shape[1]):
+            ec = e[c]
+            oc = out[o, c, i0:i0 + n]
+            for i in range(n):
+                oc[i] = ec[i] * a[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_rows(gy2, y2, out2, r0, r1, log):
+    C = gy2.shape[1]
+    dt = gy2.dtype.type
+    t = np.empty(C, gy2.dtype)
+    prod = np.empty(C)
+    for r in range(r0, r1):
+        gr = gy2[r]
+        yr = y2[r]
+        if log:
+            a = dt(row_sum(gr))
+            for j in range(C):
+                t[j] = gr[j] - vexp(yr[j]) * a
+        else:
+            a = dt(row_weighted_sum(gr, yr, prod))
+            for j in range(C):
+                t[j] = yr[j] * (gr[j] - a)
+        copy_into(t, out2[r])
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(gy, y, out, o, i0, n, log):
+    dt = gy.dtype.type
+    C = gy.shape[1]
+    s = np.zeros(n)
+    a = np.empty(n, gy.dtype)
+    t = np.empty(n, gy.dtype)
+    for c in range(C):
+        gc = gy[o, c, i0:i0 + n]
+        if log:
+            for i in range(n):
+                s[i] += gc[i]
+        else:
+            yc = y[o, c, i0:i0 + n]
+            for i in range(n):
+                s[i] += np.float64(gc[i]) * np.float64(yc[i])
+    for i in range(n):
+        a[i] = dt(s[i])
+    for c in range(C):
+        gc = gy[o, c, i0:i0 + n]
+        yc = y[o, c, i0:i0 + n]
+        if log:
+            for i in range(n):
+                t[i] = gc[i] - vexp(yc[i]) * a[i]
+        else:
+            for i in range(n):
+                t[i] = yc[i] * (gc[i] - a[i])
+        copy_into(t, out[o, c, i0:i0 + n])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _forward(x, out, log):
+    """Parallel driver of softmax (``log`` False) and log_softmax."""
+    outer, C, inner = x.shape
+    if C == 0 or outer * inner == 0:
+        return
+    if inner == 1:
+        rows, nb = row_blocking(outer, C)
+        x2 = x.reshape((outer, C))
+        out2 = out.reshape((outer, C))
+        for b in prange(nb):
+            r0, r1 = block_range(b, rows, outer)
+            _forward_rows(x2, out2, r0, r1, log)
+    else:
+        T, tiles, nb = tile_blocking(outer, C, inner)
+        for b in prange(nb):
+            i0, i1 = block_range(b % tiles, T, inner)
+            _forward_tile(x, out, b // tiles, i0, i1 - i0, log)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _backward(gy, y, out, log):
+    """Parallel driver of softmax_backward (``log`` False) and log_softmax_backward."""
+    outer, C, inner = gy.shape
+    if C == 0 or outer * inner == 0:
+        return
+    if inner == 1:
+        rows, nb = row_blocking(outer, C)
+        gy2 = gy.reshape((outer, C))
+        y2 = y.reshape((outer, C))
+        out2 = out.reshape((outer, C))
+        for b in prange(nb):
+            r0, r1 = block_range(b, rows, outer)
+            _backward_rows(gy2, y2, out2, r0, r1, log)
+    else:
+        T, tiles, nb = tile_blocking(outer, C, inner)
+        for b in prange(nb):
+            i0, i1 = block_range(b % tiles, T, inner)
+            _backward_tile(gy, y, out, b // tiles, i0, i1 - i0, log)
+
+
+@njit(cache=True, error_model="numpy")
+def softmax(x, out):
+    """``out = exp(x - max) / sum_c exp(x - max)`` over the class axis."""
+    _forward(x, out, False)
+
+
+@njit(cache=True, error_model="numpy")
+def log_softmax(x, out):
+    """``out = x - max - log(sum_c exp(x - max))`` over the class axis."""
+    _forward(x, out, True)
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_backward(grad_output, output, out):
+    """``out = output * (grad_output - sum_c(grad_output * output))``."""
+    _backward(grad_output, output, out, False)
+
+
+@njit(cache=True, error_model="numpy")
+def log_softmax_backward(grad_output, output, out):
+    """``out = grad_output - exp(output) * sum_c(grad_output)``."""
+    _backward(grad_output, output, out, True)

@@ -1,0 +1,20 @@
+"""Thread count of the Numba kernels.
+
+Numba keeps the count per calling thread, so the dispatcher sets it before
+every kernel call; a request above Numba's pool size (``NUMBA_NUM_THREADS``)
+is capped to it rather than raising.
+"""
+import numba
+
+
+def set_num_threads(n):
+    """Use ``n`` threads (at least 1) for the calling thread's next kernels."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def get_num_threads():
+    """Threads the calling thread's kernels use."""
+    return numba.get_num_threads()

@@ -1,0 +1,190 @@
+"""``python -m fastloss.bench``: fastloss beside torch on the workloads we promise speed for.
+
+Prints one table of times and speed-ups over torch eager (forward + backward of the same loss
+on the same float32 arrays, from one run), and writes a PNG bar chart of the speed-ups.
+Needs the ``bench`` extras (torch, matplotlib).
+"""
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import fastloss as fl
+
+# (label, function, shape, required speed-up over torch eager, fastloss keywords)
+WORKLOADS = [
+    ("cross_entropy", "cross_entropy", (8192, 1000), 5, {}),
+    ("cross_entropy", "cross_entropy", (16, 21, 256, 256), 10, {}),
+    ("cross_entropy", "cross_entropy", (2048, 32000), 4, {}),
+    ("cross_entropy, grad in place", "cross_entropy", (2048, 32000), 8, {"in_place": True}),
+    ("log_softmax forward", "log_softmax", (8192, 1000), 2, {}),
+    ("log_softmax forward", "log_softmax", (16, 21, 256, 256), 2, {}),
+    ("log_softmax forward", "log_softmax", (2048, 32000), 2, {}),
+    ("bce_with_logits", "binary_cross_entropy_with_logits", (16, 1, 512, 512), 3, {}),
+    ("bce_with_logits", "binary_cross_entropy_with_logits", (64, 80), 3, {}),
+    ("cross_entropy, whole call", "cross_entropy", (32, 10), 1, {}),
+]
+
+
+def make_arrays(name, shape, rng):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if name == "cross_entropy":
+        target = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    elif name == "binary_cross_entropy_with_logits":
+        target = (rng.random(shape) < 0.5).astype(np.float32)
+    else:
+        target = None
+    return x, target
+
+
+def fastloss_call(name, x, target, in_place=False):
+    if name == "log_softmax":
+        axis = 1 if x.ndim > 2 else -1
+        return lambda: fl.log_softmax(x, axis=axis)
+    func = getattr(fl, name)
+    if in_place:
+        scratch = x.copy()
+
+        def run():  # later runs read the previous gradient: the same work on finite values
+            func(scratch, target, return_grad=True, gradient_out=scratch)
+        return run
+    return lambda: func(x, target, return_grad=True)
+
+
+def torch_call(name, x, target, compiled=False):
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(x).requires_grad_(name != "log_softmax")
+    if name == "log_softmax":
+        dim = 1 if x.ndim > 2 else -1
+        return lambda: torch.log_softmax(xt, dim)
+    tt = torch.from_numpy(target)
+    loss = getattr(F, name)
+    if compiled:
+        loss = torch.compile(loss)
+
+    def run():
+        xt.grad = None
+        loss(xt, tt).backward()
+    return run
+
+
+def best_time(func, repeat):
+    func()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(repeat, compiled):
+    import torch
+
+    torch.set_num_threads(fl.get_num_threads())
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, name, shape, required, options in WORKLOADS:
+        x, target = make_arrays(name, shape, rng)
+        small = x.size < 100_000
+        n = repeat * 20 if small else repeat
+        row = {"label": label, "shape": shape, "required": required,
+               "torch": best_time(torch_call(name, x, target), n)}
+        if compiled and name == "cross_entropy" and not options:
+            row["torch.compile"] = best_time(torch_call(name, x, target, compiled=True), n)
+        for backend_name in ("numba", "cython"):
+            with fl.backend(backend_name):
+                row[backend_name] = best_time(fastloss_call(name, x, target, **options), n)
+        rows.append(row)
+        print_row(row)
+    return rows
+
+
+def print_header():
+    print(f"{'workload':<30} {'shape':<20} {'torch':>9} {'compile':>9} {'numba':>9} {'cython':>9} "
+          f"{'numba x':>8} {'cython x':>8} {'needed':>7}")
+
+
+def print_row(row):
+    compiled = f"{row['torch.compile'] * 1e3:7.2f}ms" if "torch.compile" in row else f"{'-':>9}"
+    speedups = [row["torch"] / row[b] for b in ("numba", "cython")]
+    marks = ["" if s >= row["required"] else "!" for s in speedups]
+    print(f"{row['label']:<30} {str(row['shape']):<20} {row['torch'] * 1e3:7.2f}ms {compiled} "
+          f"{row['numba'] * 1e3:7.2f}ms {row['cython'] * 1e3:7.2f}ms "
+          f"{speedups[0]:7.1f}{marks[0]:1} {speedups[1]:7.1f}{marks[1]:1} {row['required']:6}x")
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['label']}\n{r['shape']}" for r in rows]
+    positions = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    for offset, backend_name in ((-0.2, "numba"), (0.2, "cython")):
+        ax.bar(positions + offset, [r["torch"] / r[backend_name] for r in rows], 0.4, label=f"fastloss ({backend_name})")
+    ax.scatter(positions, [r["required"] for r in rows], marker="_", s=900, color="black", zorder=3,
+               label="required")
+    ax.axhline(1, color="grey", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("speed-up over torch eager (forward + backward)")
+    ax.set_xticks(positions, labels, rotation=35, ha="right", fontsize=8)
+    ax.set_title(f"fastloss vs torch eager, float32, {fl.get_num_threads()} threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+COLD_START = """
+import time
+start = time.perf_counter()
+import numpy as np, fastloss as fl
+imported = time.perf_counter()
+fl.set_backend({backend!r})
+fl.cross_entropy(np.zeros((64, 10), np.float32), np.zeros(64, np.int64), return_grad=True)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def cold_start(runs=3):
+    """Import time, and the first cross_entropy call's time, in fresh interpreters.
+
+    The first run of each backend fills Numba's on-disk cache (cache=True) and is not
+    counted: the figures are for a warm cache, as a user sees them from the second run on.
+    """
+    print(f"{'backend':<8} {'import fastloss':>16} {'first call':>12}   (fresh interpreter, best of {runs})")
+    for backend_name in ("cython", "numba"):
+        timings = []
+        for _ in range(runs + 1):
+            out = subprocess.run([sys.executable, "-c", COLD_START.format(backend=backend_name)],
+                                 capture_output=True, text=True, check=True).stdout
+            timings.append([float(v) for v in out.split()])
+        imported, first_call = (min(column) for column in zip(*timings[1:]))
+        print(f"{backend_name:<8} {imported * 1e3:14.0f}ms {first_call * 1e3:10.0f}ms")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastloss.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    parser.add_argument("--png", default="speedups.png")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="only measure import and first-call times in fresh interpreters")
+    args = parser.parse_args(argv)
+    if args.cold_start:
+        cold_start()
+        return
+    print_header()
+    rows = measure(args.repeat, not args.no_compile)
+    plot(rows, args.png)
+
+
+if __name__ == "__main__":
+    main()
