@@ -150,3 +150,63 @@ def test_backend_and_thread_errors():
     for bad in (0, -1, 2.0, True, 10**6):
         with pytest.raises(ValueError, match="number of threads"):
             fl.set_num_threads(bad)
+
+
+def _calls():
+    """Every public function with valid arguments: (name, function, input, other args)."""
+    x = logits((4, 3, 5))
+    p = np.full((4, 3, 5), 0.5, np.float32)
+    y = fl.softmax(x, axis=1)
+    return [
+        ("softmax", fl.softmax, x, (), "out"),
+        ("log_softmax", fl.log_softmax, x, (), "out"),
+        ("softmax_backward", lambda g, out=None: fl.softmax_backward(g, y, out=out), x, (), "out"),
+        ("log_softmax_backward", lambda g, out=None: fl.log_softmax_backward(g, y, out=out), x, (), "out"),
+        ("nll_loss", fl.nll_loss, x, (good_target(),), "gradient_out"),
+        ("cross_entropy", fl.cross_entropy, x, (good_target(),), "gradient_out"),
+        ("binary_cross_entropy", fl.binary_cross_entropy, p, (p,), "gradient_out"),
+        ("binary_cross_entropy_with_logits", fl.binary_cross_entropy_with_logits, x, (p,), "gradient_out"),
+    ]
+
+
+def _output_kwargs(keyword, buffer):
+    extra = {"return_grad": True} if keyword == "gradient_out" else {}
+    return {keyword: buffer, **extra}
+
+
+@pytest.mark.parametrize("case", _calls(), ids=lambda c: c[0])
+@pytest.mark.parametrize("problem", ["shape", "dtype", "read-only", "not-an-array"])
+def test_every_output_buffer_is_checked(backend, case, problem):
+    name, func, x, args, keyword = case
+    buffer = {
+        "shape": np.full((5, 3, 4), SENTINEL, np.float32),
+        "dtype": np.full(x.shape, SENTINEL, np.float64),
+        "read-only": np.full(x.shape, SENTINEL, np.float32),
+        "not-an-array": [[SENTINEL]],
+    }[problem]
+    if problem == "read-only":
+        buffer.flags.writeable = False
+    exception = TypeError if problem in ("dtype", "not-an-array") else ValueError
+    x_before = x.copy()
+    with pytest.raises(exception, match=keyword):
+        func(x, *args, **_output_kwargs(keyword, buffer))
+    np.testing.assert_array_equal(x, x_before)
+    if isinstance(buffer, np.ndarray):
+        assert (buffer == SENTINEL).all()
+
+
+@pytest.mark.parametrize("case", _calls(), ids=lambda c: c[0])
+def test_a_failing_call_leaves_a_good_output_buffer_untouched(backend, case):
+    """The output is fine but another argument is bad: the buffer keeps every byte."""
+    name, func, x, args, keyword = case
+    buffer = np.full(x.shape, SENTINEL, np.float32)
+    if keyword == "out":
+        bad_call = (lambda: func(x.astype(complex), out=buffer)) if "backward" not in name else (
+            lambda: func(x[:2], out=buffer))
+        exception = TypeError if "backward" not in name else ValueError
+    else:
+        bad_call = lambda: func(x, *args, reduction="avg", **_output_kwargs(keyword, buffer))  # noqa: E731
+        exception = ValueError
+    with pytest.raises(exception):
+        bad_call()
+    assert buffer.tobytes() == np.full(x.shape, SENTINEL, np.float32).tobytes()
