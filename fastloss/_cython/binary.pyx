@@ -1,8 +1,9 @@
 """Binary cross-entropy on probabilities and on logits, element-wise over (outer, K, inner).
 
 Every element is a position.  The flat element range is cut into blocks of
-BLOCK_ELEMS (fixed by the shape), a block into runs sharing one weight
-index k, a run into CHUNK-sized pieces: each piece's losses go to scratch,
+BLOCK_ELEMS (fixed by the shape), a block into runs (one weight index k when
+inner > 1, a row of K weights when inner == 1), a run into CHUNK-sized
+pieces: a piece's weights are laid out in scratch, its losses go to scratch,
 its gradient to grad_out (which may be the input: each element is read
 before it is written), then the losses are lane-summed and copied out.
 """
@@ -70,10 +71,10 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
     cdef floating* buf = NULL     # NULL-initialised: Cython makes it firstprivate
     cdef char failed = 0
     with nogil, parallel(use_threads_if=n_blocks > 1):
-        buf = <floating*>thread_scratch(3 * CHUNK * sizeof(floating), &failed)
+        buf = <floating*>thread_scratch(5 * CHUNK * sizeof(floating), &failed)
         if buf != NULL:
-            for j in range(CHUNK):
-                buf[2 * CHUNK + j] = 1      # grad_output when it is absent
+            for j in range(2 * CHUNK, 5 * CHUNK):
+                buf[j] = 1      # grad_output, weight and pos_weight when absent
         for b in prange(n_blocks, schedule="static"):
             if buf != NULL:
                 f0 = b * BLOCK_ELEMS
@@ -88,17 +89,25 @@ cdef double _block(const floating* x, const floating* y, const floating* w,
                    const floating* pw, double gscale, const floating* go, floating* lo,
                    floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
                    Py_ssize_t f1, bint logits, floating* buf) noexcept nogil:
-    """Sum of the losses of flat elements [f0, f1); buf = losses, exp(-|x|), ones."""
+    """Sum of the losses of flat elements [f0, f1).
+
+    buf holds CHUNK-long arrays: losses, exp(-|x|), ones, weights, pos_weights.
+    """
     cdef double total = 0
     cdef Py_ssize_t f = f0, end, k, n
-    cdef floating wk, pwk
+    cdef floating* wk = buf + 3 * CHUNK
+    cdef floating* pwk = buf + 4 * CHUNK
     while f < f1:
-        k = (f // inner) % K
-        wk = w[k] if w != NULL else 1
-        pwk = pw[k] if pw != NULL else 1
-        end = min(f1, (f // inner + 1) * inner)
+        if inner == 1:    # a run is (the rest of) a row of K elements, one weight each
+            k = f % K
+            end = min(f1, f - k + K)
+        else:             # a run is (the rest of) inner elements sharing weight k
+            k = (f // inner) % K
+            end = min(f1, (f // inner + 1) * inner)
         while f < end:
             n = min(CHUNK, end - f)
+            _lay_out(w, k, inner == 1, n, wk)
+            _lay_out(pw, k, inner == 1, n, pwk)
             if logits:
                 _logits_chunk(x + f, y + f, wk, pwk, pw != NULL, gscale,
                               go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
@@ -110,11 +119,26 @@ cdef double _block(const floating* x, const floating* y, const floating* w,
             total += lane_sum(buf, n)
             if lo != NULL:
                 memcpy(lo + f, buf, n * sizeof(floating))
+            if inner == 1:
+                k += n
             f += n
     return total
 
 
-cdef void _probs_chunk(const floating* p, const floating* y, floating wk, double gscale,
+cdef inline void _lay_out(const floating* v, Py_ssize_t k, bint per_element, Py_ssize_t n,
+                          floating* out) noexcept nogil:
+    """out[:n] = v[k:k+n] (per element) or v[k] (shared); an absent v leaves the ones."""
+    cdef Py_ssize_t j
+    if v == NULL:
+        return
+    if per_element:
+        memcpy(out, v + k, n * sizeof(floating))
+    else:
+        for j in range(n):
+            out[j] = v[k]
+
+
+cdef void _probs_chunk(const floating* p, const floating* y, const floating* wk, double gscale,
                        const floating* go, floating* gr, Py_ssize_t n,
                        floating* loss) noexcept nogil:
     """torch's formula: log1p(-p) for log(1 - p), each log clamped at -100 keeping NaN."""
@@ -129,16 +153,17 @@ cdef void _probs_chunk(const floating* p, const floating* y, floating wk, double
         lp = floor if lp < floor else lp
         l1p = flog1p(-p[j])
         l1p = floor if l1p < floor else l1p
-        loss[j] = ((y[j] - one) * l1p - y[j] * lp) * wk
+        loss[j] = ((y[j] - one) * l1p - y[j] * lp) * wk[j]
     if gr == NULL:
         return
     for j in range(n):
         d = (one - p[j]) * p[j]
         d = eps if d < eps else d
-        gr[j] = <floating>(gscale * go[j]) * (p[j] - y[j]) / d * wk
+        gr[j] = <floating>(gscale * go[j]) * (p[j] - y[j]) / d * wk[j]
 
 
-cdef void _logits_chunk(const floating* x, const floating* y, floating wk, floating pwk,
+cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk,
+                        const floating* pwk,
                         bint has_pw, double gscale, const floating* go, floating* gr,
                         Py_ssize_t n, floating* loss, floating* z) noexcept nogil:
     """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp."""
@@ -149,16 +174,16 @@ cdef void _logits_chunk(const floating* x, const floating* y, floating wk, float
         z[j] = fexp(xj if xj < zero else -xj)
         ls = (xj if xj < zero else zero) - flog1p(z[j])
         if has_pw:
-            loss[j] = ((one - y[j]) * xj - ((pwk - one) * y[j] + one) * ls) * wk
+            loss[j] = ((one - y[j]) * xj - ((pwk[j] - one) * y[j] + one) * ls) * wk[j]
         else:
-            loss[j] = ((one - y[j]) * xj - ls) * wk
+            loss[j] = ((one - y[j]) * xj - ls) * wk[j]
     if gr == NULL:
         return
     for j in range(n):
         # One division with a selected numerator: a division per branch would not vectorise.
         sig = (one if x[j] >= zero else z[j]) / (one + z[j])
         if has_pw:
-            t = pwk * y[j]
-            gr[j] = ((t + one - y[j]) * sig - t) * <floating>(gscale * go[j]) * wk
+            t = pwk[j] * y[j]
+            gr[j] = ((t + one - y[j]) * sig - t) * <floating>(gscale * go[j]) * wk[j]
         else:
-            gr[j] = (sig - y[j]) * <floating>(gscale * go[j]) * wk
+            gr[j] = (sig - y[j]) * <floating>(gscale * go[j]) * wk[j]
