@@ -109,3 +109,29 @@ def test_backends_honour_the_thread_count(backend):
     finally:
         fl.set_num_threads(previous)
     assert kernels().get_num_threads() == previous
+
+
+LEVEL_RUN = """
+import sys, numpy as np, fastloss as fl
+sys.path.insert(0, {tests!r})
+from test_backends import every_call, workload
+with fl.backend("cython"):
+    results = every_call(*workload(np.random.default_rng(5), (5, 6, 7, 30), np.float64))
+np.savez({path!r}, *results)
+"""
+
+
+def test_every_cython_build_gives_the_same_results(tmp_path):
+    """The kernels built for each x86-64 level this CPU runs agree with the baseline build."""
+    from fastloss._cython.threads import cpu_levels
+
+    outcomes = {}
+    for level in ["baseline"] + cpu_levels():
+        path = tmp_path / f"{level}.npz"
+        code = LEVEL_RUN.format(tests=os.path.dirname(__file__), path=str(path))
+        subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FASTLOSS_CPU=level), check=True)
+        with np.load(path) as saved:
+            outcomes[level] = [saved[key] for key in saved.files]
+    for level, results in outcomes.items():
+        for a, b in zip(results, outcomes["baseline"]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13, err_msg=level)

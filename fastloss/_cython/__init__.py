@@ -1,28 +1,51 @@
 """Cython backend: OpenMP kernels over the canonical views of ``fastloss._backends``.
 
-Build in place with ``python setup.py build_ext --inplace``.
+The kernels are built for several x86-64 levels (see ``setup.py``); the best
+one this CPU runs is used.  ``FASTLOSS_CPU=baseline`` (or ``x86_64_v3``)
+caps the level, e.g. to compare builds.
 """
-from fastloss._cython.binary import binary_cross_entropy, binary_cross_entropy_with_logits
-from fastloss._cython.cross_entropy import cross_entropy_class, cross_entropy_prob
-from fastloss._cython.nll import nll_loss
-from fastloss._cython.normalisers import (
-    log_softmax,
-    log_softmax_backward,
-    softmax,
-    softmax_backward,
-)
-from fastloss._cython.threads import get_num_threads, set_num_threads
+import importlib
+import os
+
+from fastloss._cython.threads import cpu_levels, get_num_threads, set_num_threads
+
+_FAMILIES = ("normalisers", "nll", "cross_entropy", "binary")
+
+
+def _best_build():
+    """The package holding the fastest kernel build this CPU runs (and that was built)."""
+    cap = os.environ.get("FASTLOSS_CPU", "").strip().lower()
+    levels = cpu_levels()
+    if cap in levels:
+        levels = levels[levels.index(cap):]
+    elif cap == "baseline":
+        levels = []
+    for level in levels:
+        try:
+            for family in _FAMILIES:
+                importlib.import_module(f"fastloss._cython.{level}.{family}")
+        except ImportError:  # e.g. FASTLOSS_NATIVE=1 builds no levels
+            continue
+        return f"fastloss._cython.{level}"
+    return "fastloss._cython"
+
+
+BUILD = _best_build()
+_normalisers, _nll, _cross_entropy, _binary = (importlib.import_module(f"{BUILD}.{family}")
+                                               for family in _FAMILIES)
+
+softmax = _normalisers.softmax
+log_softmax = _normalisers.log_softmax
+softmax_backward = _normalisers.softmax_backward
+log_softmax_backward = _normalisers.log_softmax_backward
+nll_loss = _nll.nll_loss
+cross_entropy_class = _cross_entropy.cross_entropy_class
+cross_entropy_prob = _cross_entropy.cross_entropy_prob
+binary_cross_entropy = _binary.binary_cross_entropy
+binary_cross_entropy_with_logits = _binary.binary_cross_entropy_with_logits
 
 __all__ = [
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "cross_entropy_class",
-    "cross_entropy_prob",
-    "get_num_threads",
-    "log_softmax",
-    "log_softmax_backward",
-    "nll_loss",
-    "set_num_threads",
-    "softmax",
-    "softmax_backward",
+    "softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "nll_loss",
+    "cross_entropy_class", "cross_entropy_prob", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "set_num_threads", "get_num_threads", "BUILD",
 ]

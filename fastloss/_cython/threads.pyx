@@ -16,3 +16,28 @@ def set_num_threads(int n):
 def get_num_threads():
     """Number of OpenMP threads the kernels called from this thread will use."""
     return omp_get_max_threads()
+
+
+
+cdef extern from *:
+    """
+    /* gcc 12 names the x86-64 micro-architecture levels in __builtin_cpu_supports. */
+    static int fastloss_cpu_level(void) {
+    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) return 4;
+        if (__builtin_cpu_supports("x86-64-v3")) return 3;
+    #endif
+        return 1;
+    }
+    """
+    int fastloss_cpu_level() nogil
+
+
+def cpu_levels():
+    """The kernel builds this CPU can run beyond the baseline, best first.
+
+    ``x86_64_v4`` is x86-64-v4 (AVX-512), ``x86_64_v3`` is x86-64-v3 (AVX2, FMA).
+    """
+    level = fastloss_cpu_level()
+    return [f"x86_64_v{v}" for v in (4, 3) if level >= v]
