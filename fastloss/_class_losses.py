@@ -90,13 +90,11 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
     weight1 = absent(1, compute) if weight is None else np.ascontiguousarray(weight)
     if probabilities:
         target_view = layout.canonical(target, compute)
-        count = layout.outer * layout.inner
     else:
         target_view = layout.canonical_positions(target, np.int64)
-        count = None
     if reduction == "mean":
-        if probabilities:
-            normaliser = float(count)
+        if probabilities:  # torch divides by the number of positions, whatever the weights
+            normaliser = float(layout.outer * layout.inner)
         else:
             kept = target_view[target_view != ignore]
             normaliser = (float(weight[kept].sum(dtype=np.float64)) if weight is not None
