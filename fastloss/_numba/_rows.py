@@ -35,13 +35,15 @@ import numpy as np
 from llvmlite import ir
 from numba import carray, njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._vmath import maximum, vexp_neg
 
 LANES = 64
 BLOCK = 32768
 MIN_TILE = 16
+# Blocks are run in up to SUPER contiguous groups, each with one set of scratch.
+SUPER = 64
 
 
 @intrinsic
@@ -56,6 +58,16 @@ def _stack_lanes(typingctx):
         return builder.bitcast(buf, ir.DoubleType().as_pointer())
 
     return types.CPointer(types.float64)(), codegen
+
+
+@intrinsic
+def _stack_lanes32(typingctx):
+    """Pointer to ``LANES`` float32 on the stack (see `_stack_lanes`)."""
+    def codegen(context, builder, sig, args):
+        buf = cgutils.alloca_once(builder, ir.ArrayType(ir.FloatType(), LANES))
+        return builder.bitcast(buf, ir.FloatType().as_pointer())
+
+    return types.CPointer(types.float32)(), codegen
 
 
 @njit(cache=True, error_model="numpy")
@@ -210,3 +222,223 @@ def tile_exp(x, o, i0, n, m, e, s):
             ec[i] = vexp_neg(xc[i] - m[i])
         for i in range(n):
             s[i] += ec[i]
+
+
+# Float32 terms are summed in float32 lanes over at most SUB32 chunks (so a
+# lane adds at most SUB32 terms in float32) and then folded into float64 lanes.
+SUB32 = 8
+
+
+@njit(cache=True, error_model="numpy")
+def fmax(a, b):
+    """``b`` if ``b > a`` else ``a``: a plain vector max, not NaN-propagating.
+
+    Used for the max that only shifts the exponentials: a NaN it drops still
+    makes its ``exp`` and hence the row's sum NaN.
+    """
+    return b if b > a else a
+
+
+def row_max_fast(x):
+    """Max of a non-empty row, NaN ignored (see `fmax`); order set by its length."""
+    raise NotImplementedError
+
+
+@overload(row_max_fast)
+def _row_max_fast(x):
+    if x.dtype == types.float32:
+        return lambda x: _row_max_fast32(x)
+    return lambda x: row_max(x)
+
+
+@njit(cache=True, error_model="numpy")
+def _row_max_fast32(x):
+    n = x.shape[0]
+    m = x[0]
+    if n < LANES:
+        for j in range(n):
+            m = fmax(m, x[j])
+        return m
+    lanes = carray(_stack_lanes32(), (LANES,))
+    first = x[:LANES]
+    for k in range(LANES):
+        lanes[k] = first[k]
+    nb = n // LANES
+    for b in range(1, nb):
+        chunk = x[b * LANES:(b + 1) * LANES]
+        for k in range(LANES):
+            lanes[k] = fmax(lanes[k], chunk[k])
+    tail = x[nb * LANES:]
+    for k in range(tail.shape[0]):
+        lanes[k] = fmax(lanes[k], tail[k])
+    h = LANES // 2
+    while h >= 1:
+        for k in range(h):
+            lanes[k] = fmax(lanes[k], lanes[k + h])
+        h //= 2
+    return lanes[0]
+
+
+@njit(cache=True, error_model="numpy")
+def row_sum32(v):
+    """Float64 sum of a float32 row, in an order set by its length.
+
+    Float32 lanes over at most ``SUB32`` chunks, folded into float64 lanes.
+    """
+    n = v.shape[0]
+    s = 0.0
+    if n < LANES:
+        for j in range(n):
+            s += v[j]
+        return s
+    lanes = carray(_stack_lanes(), (LANES,))
+    l32 = carray(_stack_lanes32(), (LANES,))
+    for k in range(LANES):
+        lanes[k] = 0.0
+    nb = n // LANES
+    b = 0
+    while b < nb:
+        be = min(b + SUB32, nb)
+        first = v[b * LANES:(b + 1) * LANES]
+        for k in range(LANES):
+            l32[k] = first[k]
+        for bb in range(b + 1, be):
+            chunk = v[bb * LANES:(bb + 1) * LANES]
+            for k in range(LANES):
+                l32[k] += chunk[k]
+        for k in range(LANES):
+            lanes[k] += l32[k]
+        b = be
+    tail = v[nb * LANES:]
+    for k in range(tail.shape[0]):
+        lanes[k] += tail[k]
+    h = LANES // 2
+    while h >= 8:
+        for k in range(h):
+            lanes[k] += lanes[k + h]
+        h //= 2
+    for k in range(8):
+        s += lanes[k]
+    return s
+
+
+def row_sum_e(v):
+    """`row_sum32` for float32 rows, `row_sum` otherwise."""
+    raise NotImplementedError
+
+
+@overload(row_sum_e)
+def _row_sum_e(v):
+    if v.dtype == types.float32:
+        return lambda v: row_sum32(v)
+    return lambda v: row_sum(v)
+
+
+@njit(cache=True, error_model="numpy")
+def tile_max_fast(x, o, i0, n, m):
+    """``m[:n] = max_c x[o, c, i0:i0+n]`` ignoring NaN (see `fmax`), C >= 1."""
+    x0 = x[o, 0, i0:i0 + n]
+    for i in range(n):
+        m[i] = x0[i]
+    for c in range(1, x.shape[1]):
+        xc = x[o, c, i0:i0 + n]
+        for i in range(n):
+            m[i] = fmax(m[i], xc[i])
+
+
+@njit(cache=True, error_model="numpy")
+def tile_exp_fast(x, o, i0, n, m, e, s, s32, tg, xt, et):
+    """As `tile_exp` with ``e`` flat ``(C * T)`` scratch; float32 sums over
+    groups of ``SUB32`` classes are folded into the float64 ``s``.
+
+    Also gathers ``xt[i] = x[o, tg[i], i0+i]`` and ``et[i] = e[tg[i], i]``
+    where ``tg[i]`` is a class (left as they are elsewhere).
+    """
+    C = x.shape[1]
+    for i in range(n):
+        s[i] = 0.0
+    c0 = 0
+    while c0 < C:
+        c1 = min(c0 + SUB32, C)
+        for i in range(n):
+            s32[i] = 0
+        for c in range(c0, c1):
+            xc = x[o, c, i0:i0 + n]
+            ec = e[c * n:(c + 1) * n]
+            c32 = np.int32(c)  # int32 compares: full vector width
+            for i in range(n):
+                xv = xc[i]
+                v = vexp_neg(xv - m[i])
+                ec[i] = v
+                s32[i] += v
+                hit = tg[i] == c32
+                xt[i] = xv if hit else xt[i]
+                et[i] = v if hit else et[i]
+        for i in range(n):
+            s[i] += s32[i]
+        c0 = c1
+
+
+def row_exp_sum(x, m, e):
+    """``e = exp(x - m)`` (as `row_exp`) and the float64 sum of e (as `row_sum_e`)."""
+    raise NotImplementedError
+
+
+@overload(row_exp_sum)
+def _row_exp_sum(x, m, e):
+    if x.dtype == types.float32:
+        return lambda x, m, e: _row_exp_sum32(x, m, e)
+
+    def impl(x, m, e):
+        row_exp(x, m, e)
+        return row_sum(e[:x.shape[0]])
+
+    return impl
+
+
+@njit(cache=True, error_model="numpy")
+def _row_exp_sum32(x, m, e):
+    # Bitwise the same e and sum as row_exp then row_sum32, in one pass.
+    n = x.shape[0]
+    if n < LANES:
+        row_exp(x, m, e)
+        return row_sum32(e[:n])
+    lanes = carray(_stack_lanes(), (LANES,))
+    l32 = carray(_stack_lanes32(), (LANES,))
+    for k in range(LANES):
+        lanes[k] = 0.0
+    nb = n // LANES
+    b = 0
+    while b < nb:
+        be = min(b + SUB32, nb)
+        xc = x[b * LANES:(b + 1) * LANES]
+        ec = e[b * LANES:(b + 1) * LANES]
+        for k in range(LANES):
+            v = vexp_neg(xc[k] - m)
+            ec[k] = v
+            l32[k] = v
+        for bb in range(b + 1, be):
+            xc = x[bb * LANES:(bb + 1) * LANES]
+            ec = e[bb * LANES:(bb + 1) * LANES]
+            for k in range(LANES):
+                v = vexp_neg(xc[k] - m)
+                ec[k] = v
+                l32[k] += v
+        for k in range(LANES):
+            lanes[k] += l32[k]
+        b = be
+    xt = x[nb * LANES:]
+    et = e[nb * LANES:n]
+    for k in range(xt.shape[0]):
+        v = vexp_neg(xt[k] - m)
+        et[k] = v
+        lanes[k] += v
+    h = LANES // 2
+    while h >= 8:
+        for k in range(h):
+            lanes[k] += lanes[k + h]
+        h //= 2
+    s = 0.0
+    for k in range(8):
+        s += lanes[k]
+    return s

@@ -201,8 +201,43 @@ def _vexp(x):
     return _exp_impl(x, _ldexp_any, True)
 
 
+@intrinsic
+def _pow2_neg(typingctx, k):
+    """``2**(n + offset)`` with ``n <= 0`` read from k as in `_ldexp_any`."""
+    if k not in _LAYOUT:
+        return None
+    ity, mant, bias = _LAYOUT[k]
+    off = _NEG_OFFSET[k]
+
+    def codegen(context, builder, sig, args):
+        bits = builder.add(builder.bitcast(args[0], ity), ity(bias + off - _magic_bits(mant, bias)))
+        return builder.bitcast(builder.shl(bits, ity(mant)), args[0].type)
+
+    return k(k), codegen
+
+
+# The float32 exp polynomial scaled by 2**-offset (exact: powers of two).
+_E32N = tuple(np.float32(v * 2.0 ** -_NEG_OFFSET[types.float32]) for v in _E32[6:13])
+
+
 @overload(vexp_neg)
 def _vexp_neg(x):
+    if x == types.float32:
+        lo, log2e, magic, c1, c2 = _E32[0], _E32[2], _E32[3], _E32[4], _E32[5]
+        q0, q1, q2, q3, q4, q5, cc = _E32N
+
+        def exp32neg(x):
+            # exp(r) = 1 + r (1 + r P(r)), evaluated times 2**-offset with
+            # the scaled coefficients, so that one multiply by 2**(n + offset)
+            # gives the result, a subnormal one rounded once.
+            x = lo if x < lo else x
+            k = fma(x, log2e, magic)
+            n = k - magic
+            r = fma(n, c2, fma(n, c1, x))
+            p = fma(fma(fma(fma(fma(q0, r, q1), r, q2), r, q3), r, q4), r, q5)
+            return fma(r, fma(r, p, cc), cc) * _pow2_neg(k)
+
+        return exp32neg
     return _exp_impl(x, _ldexp_neg, False)
 
 

@@ -20,8 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (as_rows, block_range, row_blocking, row_exp, row_max, row_sum,
-                    scale_into, sum_partials, tile_blocking, tile_exp, tile_max)
+from ._rows import (SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max, row_max_fast,
+                    row_sum, row_sum_e,
+                    scale_into, sum_partials, tile_blocking, tile_exp, tile_exp_fast, tile_max,
+                    tile_max_fast)
 from ._vmath import vlog
 
 
@@ -84,9 +86,9 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                     gr[j] = fill
         else:
             xr = x2[r]
-            m = row_max(xr)
-            row_exp(xr, m, e)
-            s = row_sum(e)
+            # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
+            m = row_max_fast(xr)
+            s = row_exp_sum(xr, m, e)
             sm = 0.0
             if eps != 0.0:
                 for j in range(C):
@@ -115,7 +117,8 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
 
 @njit(cache=True, error_model="numpy")
 def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                grad_out, o, i0, n):
+                grad_out, o, i0, n, e, m, s, s32, xt, et, a, b, gt, tg, f1, f2, f3):
+    """One tile; ``e`` ... ``f3`` are scratch of at least ``C * n`` / ``n`` items."""
     C = x.shape[1]
     dt = x.dtype.type
     has_w = weight.size != 0
@@ -125,7 +128,6 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     live = 0
     for i in range(n):
         live += tgt[i] != ignore_index
-    m = np.empty(n, x.dtype)
     if live == 0:
         if loss_out.size != 0:
             for i in range(n):
@@ -139,37 +141,45 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
                 for i in range(n):
                     gc[i] = m[i]
         return 0.0
-    s = np.empty(n)
-    e = np.empty((C, n), x.dtype)
-    tile_max(x, o, i0, n, m)
-    tile_exp(x, o, i0, n, m, e, s)
-    sm = np.zeros(n)
+    # Targets as int32, -1 where ignored (matching no class).
+    for i in range(n):
+        t = tgt[i]
+        tg[i] = np.int32(t) if t != ignore_index else np.int32(-1)
+        xt[i] = 0
+        et[i] = 1
+    # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
+    # the position's sum s NaN, and so its loss and gradient.
+    tile_max_fast(x, o, i0, n, m)
+    tile_exp_fast(x, o, i0, n, m, e, s, s32, tg, xt, et)
+    sm = f1
+    for i in range(n):
+        sm[i] = 0.0
     if eps != 0.0:
         for c in range(C):
             xc = x[o, c, i0:i0 + n]
             wc = np.float64(weight[c]) if has_w else 1.0
             for i in range(n):
                 sm[i] += (np.float64(m[i]) - np.float64(xc[i])) * wc
-    # Vectorised here rather than per position below.
-    ls = np.empty(n)
-    inv_s = np.empty(n)
+    wt = f2
     for i in range(n):
-        ls[i] = vlog(s[i])
-        inv_s[i] = 1.0 / s[i]
-    a = np.zeros(n, x.dtype)
-    b = np.zeros(n, x.dtype)
-    gt = np.zeros(n)
-    lv = np.zeros(n)
-    xo = x[o]
+        wt[i] = 1.0 if tg[i] >= 0 else 0.0
+    if has_w:
+        for i in range(n):
+            if tg[i] >= 0:
+                wt[i] = weight[tg[i]]
+    # Branch-free, so it vectorises; ignored positions are masked out.
+    lv = f3
+    has_go = grad_output.size != 0
     for i in range(n):
-        t = tgt[i]
-        if t != ignore_index:
-            wt = np.float64(weight[t]) if has_w else 1.0
-            g = grad_scale * grad_output[o, i0 + i] if grad_output.size != 0 else grad_scale
-            dxt = np.float64(xo[t, i0 + i]) - np.float64(m[i])
-            lv[i], a[i], b[i], gt[i] = _class_position(ls[i], inv_s[i], dxt, np.float64(e[t, i]), sm[i],
-                                                       wt, W, eps, C, g)
-    # Summed apart so the loop above carries no float dependency.
+        g = grad_scale * grad_output[o, i0 + i] if has_go else grad_scale
+        sv = s[i]
+        l, ai, bi, gti = _class_position(vlog(sv), 1.0 / sv, np.float64(xt[i]) - np.float64(m[i]),
+                                         np.float64(et[i]), sm[i], wt[i], W, eps, C, g)
+        on = tg[i] >= 0
+        lv[i] = l if on else 0.0
+        a[i] = dt(ai) if on else dt(0.0)
+        b[i] = dt(bi) if on else dt(0.0)
+        gt[i] = dt(gti)
     part = 0.0
     for i in range(n):
         part += lv[i]
@@ -179,24 +189,44 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
             lo[i] = lv[i]
     if has_g:
         for c in range(C):
-            ec = e[c]
+            ec = e[c * n:(c + 1) * n]
             gc = grad_out[o, c, i0:i0 + n]
+            c32 = np.int32(c)  # int32 compares: full vector width
             if eps == 0.0:
                 for i in range(n):
-                    gc[i] = a[i] * ec[i]
+                    v = a[i] * ec[i]
+                    gc[i] = gt[i] if tg[i] == c32 else v
             else:
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
-                    gc[i] = a[i] * ec[i] - b[i] * wc
-        for i in range(n):
-            t = tgt[i]
-            if t == ignore_index:
-                fill = _ignored_gradient(m[i], dt)
-                for c in range(C):
-                    grad_out[o, c, i0 + i] = fill
-            else:
-                grad_out[o, t, i0 + i] = gt[i]
+                    v = a[i] * ec[i] - b[i] * wc
+                    gc[i] = gt[i] if tg[i] == c32 else v
+        if live < n:
+            for i in range(n):
+                if tg[i] < 0:
+                    # NaN where the max is not finite (then s is NaN), as torch.
+                    fill = dt(0.0) if s[i] < np.inf else dt(np.nan)
+                    for c in range(C):
+                        grad_out[o, c, i0 + i] = fill
     return part
+
+
+@njit(cache=True, error_model="numpy")
+def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+                 grad_out, T, tiles, b0, b1, partials):
+    """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
+    C = x.shape[1]
+    e = np.empty(C * T, x.dtype)
+    d = np.empty((7, T), x.dtype)
+    s = np.empty(T)
+    f = np.empty((3, T))
+    tg = np.empty(T, np.int32)
+    inner = x.shape[2]
+    for b in range(b0, b1):
+        i0, i1 = block_range(b % tiles, T, inner)
+        partials[b] = _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output,
+                                  loss_out, grad_out, b // tiles, i0, i1 - i0, e, d[0], s, d[1],
+                                  d[2], d[3], d[4], d[5], d[6], tg, f[0], f[1], f[2])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -219,10 +249,10 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
         partials = np.empty(nb)
-        for b in prange(nb):
-            i0, i1 = block_range(b % tiles, T, inner)
-            partials[b] = _class_tile(x, target, weight, ignore_index, label_smoothing, W, grad_scale,
-                                      grad_output, loss_out, grad_out, b // tiles, i0, i1 - i0)
+        ns = min(nb, SUPER)
+        for k in prange(ns):
+            _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
+                         loss_out, grad_out, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
     return sum_partials(partials)
 
 

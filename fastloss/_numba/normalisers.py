@@ -17,7 +17,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (block_range, copy_into, row_blocking, row_exp, row_max, row_sum,
+from ._rows import (block_range, copy_into, row_blocking, row_exp, row_exp_sum, row_max, row_max_fast,
+                    row_sum, row_sum_e,
                     row_weighted_sum, scale_into, tile_blocking, tile_exp, tile_max)
 from ._vmath import vexp, vlog
 
@@ -27,17 +28,34 @@ def _forward_rows(x2, out2, r0, r1, log):
     C = x2.shape[1]
     dt = x2.dtype.type
     e = np.empty(C, x2.dtype)
+    # out is x itself, disjoint from it, or (never from the front layer)
+    # overlapping otherwise: then the result goes through scratch.
+    xa = x2.ctypes.data
+    oa = out2.ctypes.data
+    nbytes = x2.size * x2.itemsize
+    same = xa == oa
+    apart = oa + nbytes <= xa or xa + nbytes <= oa
     for r in range(r0, r1):
         xr = x2[r]
-        m = row_max(xr)
-        row_exp(xr, m, e)
-        s = row_sum(e)
+        # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
+        m = row_max_fast(xr)
         if log:
+            s = row_exp_sum(xr, m, e)
             ls = dt(math.log(s))
-            for j in range(C):
-                e[j] = (xr[j] - m) - ls
-            copy_into(e, out2[r])
+            if same:
+                orow = out2[r]
+                for j in range(C):
+                    orow[j] = (orow[j] - m) - ls
+            elif apart:
+                orow = out2[r]
+                for j in range(C):
+                    orow[j] = (xr[j] - m) - ls
+            else:
+                for j in range(C):
+                    e[j] = (xr[j] - m) - ls
+                copy_into(e, out2[r])
         else:
+            s = row_exp_sum(xr, m, e)
             scale_into(e, dt(1.0 / s), out2[r])
 
 
