@@ -72,14 +72,24 @@ def torch_call(name, x, target, compiled=False):
     return run
 
 
-def best_time(func, repeat):
-    func()
-    best = float("inf")
+def best_times(calls, repeat):
+    """Best time of each call, the calls taking turns so that drift in machine load hits all alike."""
+    for call in calls.values():
+        call()  # warm-up: compilation, caches, first-touch of buffers
+    best = dict.fromkeys(calls, float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
+
+
+def with_backend(backend_name, call):
+    def run():
+        with fl.backend(backend_name):
+            call()
+    return run
 
 
 def measure(repeat, compiled):
@@ -90,15 +100,15 @@ def measure(repeat, compiled):
     rows = []
     for label, name, shape, required, options in WORKLOADS:
         x, target = make_arrays(name, shape, rng)
-        small = x.size < 100_000
-        n = repeat * 20 if small else repeat
-        row = {"label": label, "shape": shape, "required": required,
-               "torch": best_time(torch_call(name, x, target), n)}
-        if compiled and name == "cross_entropy" and not options:
-            row["torch.compile"] = best_time(torch_call(name, x, target, compiled=True), n)
+        calls = {"torch": torch_call(name, x, target)}
         for backend_name in ("numba", "cython"):
-            with fl.backend(backend_name):
-                row[backend_name] = best_time(fastloss_call(name, x, target, **options), n)
+            calls[backend_name] = with_backend(backend_name, fastloss_call(name, x, target, **options))
+        rounds = repeat * 20 if x.size < 100_000 else repeat
+        row = {"label": label, "shape": shape, "required": required, **best_times(calls, rounds)}
+        if compiled and name == "cross_entropy" and not options:
+            # Timed on its own: inductor's OpenMP threads keep spinning after a call and
+            # would slow whichever call follows them.
+            row.update(best_times({"torch.compile": torch_call(name, x, target, compiled=True)}, rounds))
         rows.append(row)
         print_row(row)
     return rows
@@ -167,7 +177,7 @@ def cold_start(runs=3):
                                  capture_output=True, text=True, check=True).stdout
             timings.append([float(v) for v in out.split()])
         imported, first_call = (min(column) for column in zip(*timings[1:]))
-        print(f"{backend_name:<8} {imported * 1e3:14.0f}ms {first_call * 1e3:10.0f}ms")
+        print(f"{backend_name:<8} {imported * 1e3:14.0f}ms {first_call * 1e3:10.1f}ms")
 
 
 def main(argv=None):
