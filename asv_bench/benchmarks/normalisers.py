@@ -67,3 +67,6 @@ class Backward:
 
     def time_backward(self, shape, function, implementation):
         self.run()
+
+    def peakmem_backward(self, shape, function, implementation):
+        self.run()
