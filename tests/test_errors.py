@@ -210,3 +210,21 @@ def test_a_failing_call_leaves_a_good_output_buffer_untouched(backend, case):
     with pytest.raises(exception):
         bad_call()
     assert buffer.tobytes() == np.full(x.shape, SENTINEL, np.float32).tobytes()
+
+
+@pytest.mark.parametrize("name", ["softmax_backward", "log_softmax_backward"])
+@pytest.mark.parametrize("bad_argument", ["grad_output", "output"])
+def test_unusable_dtypes_in_backward(backend, name, bad_argument):
+    good = logits((3, 4))
+    arguments = {"grad_output": good, "output": good}
+    arguments[bad_argument] = good.astype(complex)
+    with pytest.raises(TypeError, match="cannot be a loss input"):
+        getattr(fl, name)(arguments["grad_output"], arguments["output"])
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("bad_target", [np.full((3, 4), 0.5, complex), np.full((3, 4), "a")],
+                         ids=["complex", "str"])
+def test_binary_target_dtype(backend, name, bad_target):
+    p = np.full((3, 4), 0.5, np.float32)
+    raises_without_writing(TypeError, "cannot be a loss input", getattr(fl, name), p, bad_target)
