@@ -4,6 +4,7 @@ import numpy as np
 from . import _validate
 from ._backends import kernels
 from ._layout import ClassLayout, Output, absent, private_copy
+from ._reduction import gradient_scale, reduced
 
 
 def _varying_axes(factor, shape):
@@ -88,10 +89,8 @@ def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
         loss = layout.empty(compute)
         loss3 = layout.view(loss, compute)
     else:
-        scale = 1.0 if upstream is None else upstream
         normaliser = float(x.size) if reduction == "mean" else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grad_scale = float(np.float64(scale) / normaliser)
+        grad_scale = gradient_scale(upstream, normaliser)
         upstream3 = absent(3, compute)
         loss3 = absent(3, compute)
     reads = (x3, y3, weight1, pos_weight1, upstream3)
@@ -109,8 +108,7 @@ def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
     if reduction == "none":
         value = loss.astype(result, copy=False)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = result.type(np.float64(total) / normaliser)
+        value = reduced(total, normaliser, result)
     return (value, grad.finish()) if return_grad else value
 
 

@@ -4,6 +4,7 @@ import numpy as np
 from . import _validate
 from ._backends import kernels
 from ._layout import ClassLayout, Output, absent, private_copy
+from ._reduction import gradient_scale, reduced
 
 _LOSS_PARAMETERS = """
     weight : array_like, optional
@@ -107,9 +108,7 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
                      else layout.canonical_positions(upstream, compute))
         loss, loss2 = layout.empty_positions(compute)
     else:
-        scale = 1.0 if upstream is None else upstream
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grad_scale = float(np.float64(scale) / normaliser)
+        grad_scale = gradient_scale(upstream, normaliser)
         upstream2 = absent(2, compute)
         loss2 = absent(2, compute)
     reads = (x3, target_view, weight1, upstream2)
@@ -130,8 +129,7 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
     if reduction == "none":
         value = loss.astype(result, copy=False)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = result.type(np.float64(total) / normaliser)
+        value = reduced(total, normaliser, result)
     return (value, grad.finish()) if return_grad else value
 
 

@@ -322,18 +322,6 @@ def row_sum32(v):
     return s
 
 
-def row_sum_e(v):
-    """`row_sum32` for float32 rows, `row_sum` otherwise."""
-    raise NotImplementedError
-
-
-@overload(row_sum_e)
-def _row_sum_e(v):
-    if v.dtype == types.float32:
-        return lambda v: row_sum32(v)
-    return lambda v: row_sum(v)
-
-
 @njit(cache=True, error_model="numpy")
 def tile_max_fast(x, o, i0, n, m):
     """``m[:n] = max_c x[o, c, i0:i0+n]`` ignoring NaN (see `fmax`), C >= 1."""

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._rows import (SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max, row_max_fast,
-                    row_sum, row_sum_e,
+                    row_sum,
                     scale_into, sum_partials, tile_blocking, tile_exp, tile_exp_fast, tile_max,
                     tile_max_fast)
 from ._vmath import vlog

@@ -17,8 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (block_range, copy_into, row_blocking, row_exp, row_exp_sum, row_max, row_max_fast,
-                    row_sum, row_sum_e,
+from ._rows import (block_range, copy_into, row_blocking, row_exp_sum, row_max_fast, row_sum,
                     row_weighted_sum, scale_into, tile_blocking, tile_exp, tile_max)
 from ._vmath import vexp, vlog
 
