@@ -70,6 +70,21 @@ def _stack_lanes32(typingctx):
     return types.CPointer(types.float32)(), codegen
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def fold_lanes(lanes):
+    """Float64 sum of the ``LANES`` lanes, folded in a fixed tree order (inlined, so the
+    lanes stay in registers)."""
+    h = LANES // 2
+    while h >= 8:
+        for k in range(h):
+            lanes[k] += lanes[k + h]
+        h //= 2
+    s = 0.0
+    for k in range(8):
+        s += lanes[k]
+    return s
+
+
 @njit(cache=True, error_model="numpy")
 def row_blocking(n_rows, C):
     """``(rows_per_block, n_blocks)`` for ``n_rows`` contiguous rows of C values."""
@@ -157,14 +172,7 @@ def row_sum(v):
     tail = v[nb * LANES:]
     for k in range(tail.shape[0]):
         lanes[k] += tail[k]
-    h = LANES // 2
-    while h >= 8:
-        for k in range(h):
-            lanes[k] += lanes[k + h]
-        h //= 2
-    for k in range(8):
-        s += lanes[k]
-    return s
+    return fold_lanes(lanes)
 
 
 @njit(cache=True, error_model="numpy")
@@ -312,14 +320,7 @@ def row_sum32(v):
     tail = v[nb * LANES:]
     for k in range(tail.shape[0]):
         lanes[k] += tail[k]
-    h = LANES // 2
-    while h >= 8:
-        for k in range(h):
-            lanes[k] += lanes[k + h]
-        h //= 2
-    for k in range(8):
-        s += lanes[k]
-    return s
+    return fold_lanes(lanes)
 
 
 @njit(cache=True, error_model="numpy")
@@ -421,12 +422,4 @@ def _row_exp_sum32(x, m, e):
         v = vexp_neg(xt[k] - m)
         et[k] = v
         lanes[k] += v
-    h = LANES // 2
-    while h >= 8:
-        for k in range(h):
-            lanes[k] += lanes[k + h]
-        h //= 2
-    s = 0.0
-    for k in range(8):
-        s += lanes[k]
-    return s
+    return fold_lanes(lanes)
