@@ -38,7 +38,9 @@ Kernels (same names and arguments in ``fastloss._numba`` and ``fastloss._cython`
     into ``loss_out`` when it is given, and writes
     ``g_i * d l_i / d x`` into ``grad_out`` when it is given, where
     ``g_i = grad_scale * grad_output[i]`` (``grad_scale`` alone when
-    ``grad_output`` is absent).  An ignored position gets a zero gradient.
+    ``grad_output`` is absent).  An ignored position gets torch's gradient
+    there: zero from ``nll_loss``; ``0 * softmax`` from ``cross_entropy_class``,
+    i.e. zero, or NaN where the position's softmax is NaN.
 ``binary_cross_entropy(p, y, weight, grad_scale, grad_output, loss_out, grad_out) -> float``
 ``binary_cross_entropy_with_logits(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out) -> float``
     ``p``/``x``, ``y``, ``grad_output``, ``loss_out`` and ``grad_out`` are
