@@ -41,6 +41,7 @@ from ._vmath import maximum, vexp_neg
 
 LANES = 64
 BLOCK = 32768
+TILE_BLOCK = 98304
 MIN_TILE = 16
 # Blocks are run in up to SUPER contiguous groups, each with one set of scratch.
 SUPER = 64
@@ -97,7 +98,7 @@ def tile_blocking(outer, C, inner):
     """``(T, tiles_per_outer, n_blocks)`` for an ``(outer, C, inner)`` array."""
     # A multiple of 16 elements: tiles of a row meet on 64-byte steps, so
     # threads writing neighbouring tiles of line-aligned rows share no line.
-    T = min(inner, max(MIN_TILE, BLOCK // max(C, 1) // 16 * 16))
+    T = min(inner, max(MIN_TILE, TILE_BLOCK // max(C, 1) // 16 * 16))
     tiles = (inner + T - 1) // T
     return T, tiles, outer * tiles
 
@@ -325,23 +326,36 @@ def row_sum32(v):
 
 @njit(cache=True, error_model="numpy")
 def tile_max_fast(x, o, i0, n, m):
-    """``m[:n] = max_c x[o, c, i0:i0+n]`` ignoring NaN (see `fmax`), C >= 1."""
+    """``m[:n] = max_c x[o, c, i0:i0+n]`` ignoring NaN (see `fmax`), C >= 1.
+
+    Four class rows per sweep: four memory streams in flight and a quarter of
+    the loads and stores of ``m``.
+    """
+    C = x.shape[1]
     x0 = x[o, 0, i0:i0 + n]
     for i in range(n):
         m[i] = x0[i]
-    for c in range(1, x.shape[1]):
+    c = 1
+    while c + 4 <= C:
+        xa = x[o, c, i0:i0 + n]
+        xb = x[o, c + 1, i0:i0 + n]
+        xc = x[o, c + 2, i0:i0 + n]
+        xd = x[o, c + 3, i0:i0 + n]
+        for i in range(n):
+            m[i] = fmax(fmax(m[i], fmax(xa[i], xb[i])), fmax(xc[i], xd[i]))
+        c += 4
+    for c in range(c, C):
         xc = x[o, c, i0:i0 + n]
         for i in range(n):
             m[i] = fmax(m[i], xc[i])
 
 
 @njit(cache=True, error_model="numpy")
-def tile_exp_fast(x, o, i0, n, m, e, s, s32, tg, xt, et):
+def tile_exp_fast(x, o, i0, n, m, e, s, s32):
     """As `tile_exp` with ``e`` flat ``(C * T)`` scratch; float32 sums over
     groups of ``SUB32`` classes are folded into the float64 ``s``.
 
-    Also gathers ``xt[i] = x[o, tg[i], i0+i]`` and ``et[i] = e[tg[i], i]``
-    where ``tg[i]`` is a class (left as they are elsewhere).
+    Four class rows per sweep, as in `tile_max_fast`.
     """
     C = x.shape[1]
     for i in range(n):
@@ -351,18 +365,35 @@ def tile_exp_fast(x, o, i0, n, m, e, s, s32, tg, xt, et):
         c1 = min(c0 + SUB32, C)
         for i in range(n):
             s32[i] = 0
-        for c in range(c0, c1):
+        c = c0
+        while c + 4 <= c1:
+            xa = x[o, c, i0:i0 + n]
+            xb = x[o, c + 1, i0:i0 + n]
+            xc = x[o, c + 2, i0:i0 + n]
+            xd = x[o, c + 3, i0:i0 + n]
+            ea = e[c * n:(c + 1) * n]
+            eb = e[(c + 1) * n:(c + 2) * n]
+            ec = e[(c + 2) * n:(c + 3) * n]
+            ed = e[(c + 3) * n:(c + 4) * n]
+            for i in range(n):
+                mi = m[i]
+                va = vexp_neg(xa[i] - mi)
+                vb = vexp_neg(xb[i] - mi)
+                vc = vexp_neg(xc[i] - mi)
+                vd = vexp_neg(xd[i] - mi)
+                ea[i] = va
+                eb[i] = vb
+                ec[i] = vc
+                ed[i] = vd
+                s32[i] += (va + vb) + (vc + vd)
+            c += 4
+        for c in range(c, c1):
             xc = x[o, c, i0:i0 + n]
             ec = e[c * n:(c + 1) * n]
-            c32 = np.int32(c)  # int32 compares: full vector width
             for i in range(n):
-                xv = xc[i]
-                v = vexp_neg(xv - m[i])
+                v = vexp_neg(xc[i] - m[i])
                 ec[i] = v
                 s32[i] += v
-                hit = tg[i] == c32
-                xt[i] = xv if hit else xt[i]
-                et[i] = v if hit else et[i]
         for i in range(n):
             s[i] += s32[i]
         c0 = c1

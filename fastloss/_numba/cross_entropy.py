@@ -141,16 +141,22 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
                 for i in range(n):
                     gc[i] = m[i]
         return 0.0
-    # Targets as int32, -1 where ignored (matching no class).
-    for i in range(n):
-        t = tgt[i]
-        tg[i] = np.int32(t) if t != ignore_index else np.int32(-1)
-        xt[i] = 0
-        et[i] = 1
     # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
     # the position's sum s NaN, and so its loss and gradient.
     tile_max_fast(x, o, i0, n, m)
-    tile_exp_fast(x, o, i0, n, m, e, s, s32, tg, xt, et)
+    tile_exp_fast(x, o, i0, n, m, e, s, s32)
+    # Targets as int32, -1 where ignored (matching no class); their logits and
+    # exps are gathered here, per position, to keep the class loops select-free.
+    xo = x[o].reshape(C * x.shape[2])[i0:]
+    for i in range(n):
+        t = tgt[i]
+        on = t != ignore_index
+        tc = np.int32(t) if on else np.int32(0)  # a class row to read from either way
+        tg[i] = tc if on else np.int32(-1)
+        xv = xo[tc * x.shape[2] + i]
+        ev = e[tc * n + i]
+        xt[i] = xv if on else dt(0)
+        et[i] = ev if on else dt(1)
     sm = f1
     for i in range(n):
         sm[i] = 0.0
@@ -191,16 +197,16 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         for c in range(C):
             ec = e[c * n:(c + 1) * n]
             gc = grad_out[o, c, i0:i0 + n]
-            c32 = np.int32(c)  # int32 compares: full vector width
             if eps == 0.0:
                 for i in range(n):
-                    v = a[i] * ec[i]
-                    gc[i] = gt[i] if tg[i] == c32 else v
+                    gc[i] = a[i] * ec[i]
             else:
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
-                    v = a[i] * ec[i] - b[i] * wc
-                    gc[i] = gt[i] if tg[i] == c32 else v
+                    gc[i] = a[i] * ec[i] - b[i] * wc
+        for i in range(n):
+            if tg[i] >= 0:
+                grad_out[o, tg[i], i0 + i] = gt[i]
         if live < n:
             for i in range(n):
                 if tg[i] < 0:
