@@ -97,9 +97,9 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
         if probabilities:  # torch divides by the number of positions, whatever the weights
             normaliser = float(layout.outer * layout.inner)
         else:
-            kept = target_view[target_view != ignore]
-            normaliser = (float(weight[kept].sum(dtype=np.float64)) if weight is not None
-                          else float(kept.size))
+            ignored = target_view == ignore
+            normaliser = (float(weight[target_view[~ignored]].sum(dtype=np.float64)) if weight is not None
+                          else float(target_view.size - np.count_nonzero(ignored)))
     else:
         normaliser = 1.0
     if reduction == "none":

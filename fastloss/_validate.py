@@ -95,6 +95,9 @@ def class_target(target, num_classes, ignore):
         )
     if target.size == 0:
         return
+    # Two reductions settle the common case without the full mask's temporaries.
+    if target.min() >= 0 and target.max() < num_classes:
+        return
     # NumPy 2 compares integer arrays with out-of-range Python ints correctly,
     # so uint8 targets against ignore_index=-100 need no cast.
     bad = (target != ignore) & ((target < 0) | (target >= num_classes))
