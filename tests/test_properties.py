@@ -70,8 +70,9 @@ def class_problems(draw):
         ignore_index = draw(st.sampled_from([-100, 0, classes - 1]))
         target = rng.integers(0, classes, positions)
         target = np.where(rng.random(positions) < 0.2, ignore_index, target)
-        target = target.astype(draw(st.sampled_from([np.int64, np.int32, np.uint8 if classes < 200 and
-                                                     ignore_index >= 0 else np.int16])))
+        narrow = (np.uint8 if classes < 200 and ignore_index >= 0
+                  else np.int16 if classes <= 2**15 else np.int32)  # one that holds every class
+        target = target.astype(draw(st.sampled_from([np.int64, np.int32, narrow])))
     weight = rng.uniform(0, 2, classes).astype(dtype) if draw(st.booleans()) else None
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
     smoothing = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]))
