@@ -17,6 +17,9 @@ vlog(x)
     ``log(x)`` for any x (``-inf`` at 0, NaN below 0).
 vlog1p(z)
     ``log1p(z)`` for ``z >= -1``.
+vlog1p_unit(z)
+    The same for ``0 <= z <= 1`` (or NaN) only, about half the work in
+    float32: BCE with logits needs ``log1p(exp(-|x|))``.
 maximum(a, b), fma(a, b, c)
     LLVM's NaN-propagating ``maximum`` and fused multiply-add, for either dtype.
 """
@@ -332,3 +335,37 @@ def _vlog1p(z):
         return vlog(u) - (zero if u == zero else corr)
 
     return log1p
+
+
+def vlog1p_unit(z):
+    """``log1p(z)`` for ``0 <= z <= 1`` in jitted code (the overload below)."""
+    raise NotImplementedError
+
+
+_SQRT2_MINUS_1 = np.float32(0.41421356237309503)
+
+
+@overload(vlog1p_unit)
+def _vlog1p_unit(z):
+    if z == types.float64:
+        return lambda z: vlog1p(z)
+    if z != types.float32:
+        return None
+    (_, _, _, _, one, zero, half, p0, p1, p2, p3, p4, p5, p6, p7, p8, c2, c1, _) = _L32
+    big_from = _SQRT2_MINUS_1
+
+    def log1p_unit32(z):
+        # log1p(z) = k ln2 + log(1 + f): f = z itself (exact, so no rounding
+        # correction) up to sqrt(2) - 1, above it f = (1 + z) / 2 - 1 and k = 1;
+        # either way f is in logf's polynomial range.
+        big = z > big_from
+        f = fma(z, half, -half) if big else z
+        k = one if big else zero
+        zz = f * f
+        p = fma(fma(fma(fma(fma(fma(fma(fma(p0, f, p1), f, p2), f, p3), f, p4), f, p5), f, p6), f, p7),
+                f, p8)
+        y = fma(c2, k, p * f * zz)
+        y = fma(-half, zz, y)
+        return fma(c1, k, f + y)
+
+    return log1p_unit32

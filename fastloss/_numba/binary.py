@@ -26,7 +26,7 @@ from numba.extending import overload
 
 from ._rows import (as_rows, block_range, copy_into, row_blocking, row_sum, sum_partials,
                     tile_blocking)
-from ._vmath import vexp_neg, vlog, vlog1p
+from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 
 def _at(v, j):
@@ -63,7 +63,7 @@ def _segment(logits, x, y, w, pw, has_pw, go, gs, lb, gb, eb):
         for j in range(n):
             xj = x[j]
             yj = y[j]
-            lsig = (xj if xj < zero else zero) - vlog1p(eb[j])
+            lsig = (xj if xj < zero else zero) - vlog1p_unit(eb[j])
             if has_pw:
                 lsig = ((_at(pw, j) - one) * yj + one) * lsig
             lb[j] = ((one - yj) * xj - lsig) * _at(w, j)
@@ -125,21 +125,32 @@ def _binary_rows(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, r0, r1):
     return part
 
 
+# Elements per `_segment` call in a tile: its scratch stays in L1.
+SEGMENT = 2048
+
+
 @njit(cache=True, error_model="numpy")
 def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i0, n):
     dt = x2.dtype.type
     w = dt(weight[k]) if weight.size != 0 else dt(1.0)
     pw = dt(pos_weight[k]) if pos_weight.size != 0 else dt(1.0)
-    lb = np.empty(n, x2.dtype)
-    gb = np.empty(n if g2.size != 0 else 0, x2.dtype)
-    go = go2[row, i0:i0 + n] if go2.size != 0 else go2.reshape(0)
-    _segment(logits, x2[row, i0:i0 + n], y2[row, i0:i0 + n], w, pw, pos_weight.size != 0, go, gs, lb, gb,
-             np.empty(n, x2.dtype))
-    if lo2.size != 0:
-        copy_into(lb, lo2[row, i0:i0 + n])
-    if g2.size != 0:
-        copy_into(gb, g2[row, i0:i0 + n])
-    return row_sum(lb)
+    size = min(n, SEGMENT)
+    lb = np.empty(size, x2.dtype)
+    gb = np.empty(size if g2.size != 0 else 0, x2.dtype)
+    eb = np.empty(size, x2.dtype)
+    part = 0.0
+    for j0 in range(i0, i0 + n, SEGMENT):
+        j1 = min(j0 + SEGMENT, i0 + n)
+        m = j1 - j0
+        go = go2[row, j0:j1] if go2.size != 0 else go2.reshape(0)
+        _segment(logits, x2[row, j0:j1], y2[row, j0:j1], w, pw, pos_weight.size != 0, go, gs, lb[:m],
+                 gb[:m], eb[:m])
+        if lo2.size != 0:
+            copy_into(lb[:m], lo2[row, j0:j1])
+        if g2.size != 0:
+            copy_into(gb[:m], g2[row, j0:j1])
+        part += row_sum(lb[:m])
+    return part
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
