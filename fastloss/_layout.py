@@ -40,6 +40,11 @@ class ClassLayout:
         self.inner = math.prod(ordered[class_pos + 1:])
         self.position_shape = self.shape[:axis] + self.shape[axis + 1:]
         self.position_order = tuple(ax - (ax > axis) for ax in self.order if ax != axis)
+        # Inverse permutations, and the memory-order shapes, kept: small calls pay for every NumPy call.
+        self._full_inverse = _inverse(self.order)
+        self._position_inverse = _inverse(self.position_order)
+        self._ordered_shape = tuple(self.shape[ax] for ax in self.order)
+        self._ordered_positions = tuple(self.position_shape[ax] for ax in self.position_order)
 
     @classmethod
     def of(cls, arr, axis):
@@ -65,8 +70,7 @@ class ClassLayout:
 
     def full(self, arr3):
         """The inverse of :meth:`view`: an ``(outer, C, inner)`` array seen in the full shape."""
-        moved = arr3.reshape([self.shape[ax] for ax in self.order])
-        return moved.transpose(np.argsort(self.order))
+        return arr3.reshape(self._ordered_shape).transpose(self._full_inverse)
 
     # -- arrays of the position shape (the input's shape without the class axis) --
     def canonical_positions(self, arr, dtype):
@@ -76,8 +80,12 @@ class ClassLayout:
 
     def empty_positions(self, dtype):
         """A new array of the position shape, and its ``(outer, inner)`` view."""
-        moved = np.empty([self.position_shape[ax] for ax in self.position_order], dtype)
-        return moved.transpose(np.argsort(self.position_order)), moved.reshape(self.outer, self.inner)
+        moved = np.empty(self._ordered_positions, dtype)
+        return moved.transpose(self._position_inverse), moved.reshape(self.outer, self.inner)
+
+
+def _inverse(permutation):
+    return tuple(sorted(range(len(permutation)), key=permutation.__getitem__))
 
 
 def _same_view(a, b):

@@ -2,14 +2,21 @@
 import numpy as np
 
 
+def _divide(a, b):
+    """``a / b`` in float64, IEEE style (inf or NaN for b == 0); plain floats unless b is 0,
+    as an errstate block would cost a small call more than its kernel."""
+    if b:
+        return float(a) / b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / b)
+
+
 def gradient_scale(upstream, normaliser):
     """Every position's gradient scale, ``grad_output / normaliser`` (inf for a zero normaliser,
     which the kernels only apply to positions that have a weight, as torch does)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.float64(1.0 if upstream is None else upstream) / normaliser)
+    return _divide(1.0 if upstream is None else upstream, normaliser)
 
 
 def reduced(total, normaliser, result_dtype):
     """``total / normaliser`` as a NumPy scalar of the result dtype (NaN for a mean over nothing)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return result_dtype.type(np.float64(total) / normaliser)
+    return result_dtype.type(_divide(total, normaliser))

@@ -12,7 +12,9 @@ def set_num_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != n:  # the check costs a quarter of the set
+        numba.set_num_threads(n)
 
 
 def get_num_threads():
