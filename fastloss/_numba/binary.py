@@ -29,6 +29,10 @@ from ._rows import (as_rows, block_range, copy_into, row_blocking, row_sum, sum_
 from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 
+# Elements per `_segment` call: its scratch stays in L1.
+SEGMENT = 2048
+
+
 def _at(v, j):
     """``v[j]`` for an array, ``v`` for a scalar, in jitted code: one segment
     loop then serves per-element weights (inner == 1) and per-row ones."""
@@ -101,32 +105,49 @@ def _segment(logits, x, y, w, pw, has_pw, go, gs, lb, gb, eb):
 
 
 @njit(cache=True, error_model="numpy")
-def _binary_rows(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, r0, r1):
-    K = x2.shape[1]
-    # Mutable copies: one array type whether or not the (maybe read-only) input is given.
-    w = np.ones(K, x2.dtype)
-    if weight.size != 0:
-        w[:] = weight
-    pw = np.ones(K, x2.dtype)
-    if pos_weight.size != 0:
-        pw[:] = pos_weight
-    lb = np.empty(K, x2.dtype)
-    gb = np.empty(K if g2.size != 0 else 0, x2.dtype)
-    eb = np.empty(K, x2.dtype)
+def _tile_weights(v, K, f, out):
+    """``out[j] = v[(f + j) % K]``: a row-path piece's per-element weights, copied row by row."""
+    j = 0
+    k = f % K
+    while j < out.shape[0]:
+        n = min(K - k, out.shape[0] - j)
+        out[j:j + n] = v[k:k + n]
+        j += n
+        k = 0
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1):
+    """Elements ``f0:f1`` of the flat ``(rows * K)`` arrays, in `SEGMENT` pieces that cross
+    rows: short rows would otherwise leave most elements to the scalar loop tails."""
+    dt = xf.dtype.type
+    has_w, has_pw = weight.size != 0, pos_weight.size != 0
+    size = min(f1 - f0, SEGMENT)
+    lb = np.empty(size, xf.dtype)
+    gb = np.empty(size if gf.size != 0 else 0, xf.dtype)
+    eb = np.empty(size, xf.dtype)
+    wb = np.ones(size if has_w or has_pw else 0, xf.dtype)
+    pwb = np.ones(size if has_pw else 0, xf.dtype)
     part = 0.0
-    for r in range(r0, r1):
-        go = go2[r] if go2.size != 0 else go2.reshape(0)
-        _segment(logits, x2[r], y2[r], w, pw, pos_weight.size != 0, go, gs, lb, gb, eb)
-        part += row_sum(lb)
-        if lo2.size != 0:
-            copy_into(lb, lo2[r])
-        if g2.size != 0:
-            copy_into(gb, g2[r])
+    for j0 in range(f0, f1, SEGMENT):
+        j1 = min(j0 + SEGMENT, f1)
+        m = j1 - j0
+        go = gof[j0:j1] if gof.size != 0 else gof
+        if has_w or has_pw:
+            if has_w:
+                _tile_weights(weight, K, j0, wb[:m])
+            if has_pw:
+                _tile_weights(pos_weight, K, j0, pwb[:m])
+            _segment(logits, xf[j0:j1], yf[j0:j1], wb[:m], pwb[:m] if has_pw else wb[:m], has_pw, go, gs,
+                     lb[:m], gb[:m], eb[:m])
+        else:
+            _segment(logits, xf[j0:j1], yf[j0:j1], dt(1.0), dt(1.0), False, go, gs, lb[:m], gb[:m], eb[:m])
+        if lof.size != 0:
+            copy_into(lb[:m], lof[j0:j1])
+        if gf.size != 0:
+            copy_into(gb[:m], gf[j0:j1])
+        part += row_sum(lb[:m])
     return part
-
-
-# Elements per `_segment` call in a tile: its scratch stays in L1.
-SEGMENT = 2048
 
 
 @njit(cache=True, error_model="numpy")
@@ -161,13 +182,16 @@ def _binary(logits, x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
         return 0.0
     if inner == 1:
         rows, nb = row_blocking(outer, K)
-        x2, y2 = x.reshape((outer, K)), y.reshape((outer, K))
-        go2, lo2 = as_rows(grad_output, outer, K), as_rows(loss_out, outer, K)
-        g2 = as_rows(grad_out, outer, K)
+        n = x.size
+        xf, yf, gf = x.reshape(n), y.reshape(n), grad_out.reshape(grad_out.size)
+        gof, lof = grad_output.reshape(grad_output.size), loss_out.reshape(loss_out.size)
+        if nb == 1:  # no thread launch for a single block
+            return _binary_rows(logits, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n)
         partials = np.empty(nb)
         for b in prange(nb):
             r0, r1 = block_range(b, rows, outer)
-            partials[b] = _binary_rows(logits, x2, y2, weight, pos_weight, grad_scale, go2, lo2, g2, r0, r1)
+            partials[b] = _binary_rows(logits, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K,
+                                       r0 * K, r1 * K)
     else:
         T, tiles, nb = tile_blocking(outer * K, 1, inner)
         x2, y2 = x.reshape((outer * K, inner)), y.reshape((outer * K, inner))
