@@ -24,6 +24,13 @@ order set by the row length alone.  The max needs no lanes: LLVM's
 ``maximum`` is order-independent.  Reductions across the class rows of a tile are
 elementwise and need no such care.
 
+Streaming stores
+----------------
+A large result is written from scratch with `stream_into`: non-temporal
+stores skip reading each destination line into cache before overwriting it,
+which halves the memory traffic of the write.  Small results keep ordinary
+stores, so they stay in cache for the caller.
+
 Aliasing
 --------
 A loop reading an input and writing an output that is the same memory falls
@@ -42,6 +49,8 @@ from ._vmath import maximum, vexp_neg
 LANES = 64
 BLOCK = 32768
 TILE_BLOCK = 98304
+# Results of at least this many bytes are written with streaming stores.
+STREAM_BYTES = 8 << 20
 MIN_TILE = 16
 # Blocks are run in up to SUPER contiguous groups, each with one set of scratch.
 SUPER = 64
@@ -203,6 +212,61 @@ def copy_into(src, out):
     """``out[:] = src``; the loop that lets an aliased result leave scratch."""
     for j in range(src.shape[0]):
         out[j] = src[j]
+
+
+@intrinsic
+def _stream_line(typingctx, dst, j, src, i):
+    """``dst[j:j+L] = src[i:i+L]`` for one 64-byte line of ``dst`` (which starts at
+    ``dst[j]`` on a line boundary) with a non-temporal store."""
+    def codegen(context, builder, sig, args):
+        dty, _, sty, _ = sig.args
+        dp = cgutils.get_item_pointer(context, builder, dty, context.make_array(dty)(context, builder, args[0]),
+                                      [args[1]], wraparound=False)
+        sp = cgutils.get_item_pointer(context, builder, sty, context.make_array(sty)(context, builder, args[2]),
+                                      [args[3]], wraparound=False)
+        fty = context.get_value_type(dty.dtype)
+        size = fty.get_abi_size(context.target_data)
+        vty = ir.VectorType(fty, 64 // size)
+        line = builder.load(builder.bitcast(sp, vty.as_pointer()), align=size)
+        store = builder.store(line, builder.bitcast(dp, vty.as_pointer()), align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+
+    if dst != src or dst.dtype not in (types.float32, types.float64):
+        return None
+    return types.void(dst, j, src, i), codegen
+
+
+@intrinsic
+def _store_fence(typingctx):
+    """Order the streaming stores before any later store (they bypass the usual ordering)."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(cache=True, error_model="numpy")
+def stream_into(src, out, stream):
+    """``out[:] = src`` with non-temporal stores for out's whole lines if ``stream``."""
+    n = src.shape[0]
+    if not stream:
+        copy_into(src, out)
+        return
+    per_line = 64 // out.itemsize
+    head = min(n, (-out.ctypes.data) % 64 // out.itemsize)
+    for j in range(head):
+        out[j] = src[j]
+    j = head
+    while j + per_line <= n:
+        _stream_line(out, j, src, j)
+        j += per_line
+    for k in range(j, n):
+        out[k] = src[k]
+    _store_fence()
 
 
 @njit(cache=True, error_model="numpy")

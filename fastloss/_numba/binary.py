@@ -24,8 +24,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._rows import (as_rows, block_range, copy_into, row_blocking, row_sum, sum_partials,
-                    tile_blocking)
+from ._rows import (STREAM_BYTES, as_rows, block_range, row_blocking, row_sum,
+                    stream_into, sum_partials, tile_blocking)
 from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 
@@ -117,7 +117,7 @@ def _tile_weights(v, K, f, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1):
+def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1, stream):
     """Elements ``f0:f1`` of the flat ``(rows * K)`` arrays, in `SEGMENT` pieces that cross
     rows: short rows would otherwise leave most elements to the scalar loop tails."""
     dt = xf.dtype.type
@@ -143,15 +143,15 @@ def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1
         else:
             _segment(logits, xf[j0:j1], yf[j0:j1], dt(1.0), dt(1.0), False, go, gs, lb[:m], gb[:m], eb[:m])
         if lof.size != 0:
-            copy_into(lb[:m], lof[j0:j1])
+            stream_into(lb[:m], lof[j0:j1], stream)
         if gf.size != 0:
-            copy_into(gb[:m], gf[j0:j1])
+            stream_into(gb[:m], gf[j0:j1], stream)
         part += row_sum(lb[:m])
     return part
 
 
 @njit(cache=True, error_model="numpy")
-def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i0, n):
+def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i0, n, stream):
     dt = x2.dtype.type
     w = dt(weight[k]) if weight.size != 0 else dt(1.0)
     pw = dt(pos_weight[k]) if pos_weight.size != 0 else dt(1.0)
@@ -167,9 +167,9 @@ def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i
         _segment(logits, x2[row, j0:j1], y2[row, j0:j1], w, pw, pos_weight.size != 0, go, gs, lb[:m],
                  gb[:m], eb[:m])
         if lo2.size != 0:
-            copy_into(lb[:m], lo2[row, j0:j1])
+            stream_into(lb[:m], lo2[row, j0:j1], stream)
         if g2.size != 0:
-            copy_into(gb[:m], g2[row, j0:j1])
+            stream_into(gb[:m], g2[row, j0:j1], stream)
         part += row_sum(lb[:m])
     return part
 
@@ -180,18 +180,19 @@ def _binary(logits, x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
     outer, K, inner = x.shape
     if x.size == 0:
         return 0.0
+    stream = x.size * x.itemsize >= STREAM_BYTES
     if inner == 1:
         rows, nb = row_blocking(outer, K)
         n = x.size
         xf, yf, gf = x.reshape(n), y.reshape(n), grad_out.reshape(grad_out.size)
         gof, lof = grad_output.reshape(grad_output.size), loss_out.reshape(loss_out.size)
         if nb == 1:  # no thread launch for a single block
-            return _binary_rows(logits, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n)
+            return _binary_rows(logits, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n, stream)
         partials = np.empty(nb)
         for b in prange(nb):
             r0, r1 = block_range(b, rows, outer)
             partials[b] = _binary_rows(logits, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K,
-                                       r0 * K, r1 * K)
+                                       r0 * K, r1 * K, stream)
     else:
         T, tiles, nb = tile_blocking(outer * K, 1, inner)
         x2, y2 = x.reshape((outer * K, inner)), y.reshape((outer * K, inner))
@@ -202,7 +203,7 @@ def _binary(logits, x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
             i0, i1 = block_range(b % tiles, T, inner)
             row = b // tiles
             partials[b] = _binary_tile(logits, x2, y2, weight, pos_weight, grad_scale, go2, lo2, g2,
-                                       row, row % K, i0, i1 - i0)
+                                       row, row % K, i0, i1 - i0, stream)
     return sum_partials(partials)
 
 
