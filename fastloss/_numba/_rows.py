@@ -251,7 +251,11 @@ def _store_fence(typingctx):
 
 @njit(cache=True, error_model="numpy")
 def stream_into(src, out, stream):
-    """``out[:] = src`` with non-temporal stores for out's whole lines if ``stream``."""
+    """``out[:] = src`` with non-temporal stores for out's whole lines if ``stream``.
+
+    A block that streams ends with `stream_fence` (a fence per call would
+    stall every row).
+    """
     n = src.shape[0]
     if not stream:
         copy_into(src, out)
@@ -266,7 +270,13 @@ def stream_into(src, out, stream):
         j += per_line
     for k in range(j, n):
         out[k] = src[k]
-    _store_fence()
+
+
+@njit(cache=True, error_model="numpy")
+def stream_fence(stream):
+    """Make a block's streaming stores visible before the threads join."""
+    if stream:
+        _store_fence()
 
 
 @njit(cache=True, error_model="numpy")

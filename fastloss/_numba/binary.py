@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ._rows import (STREAM_BYTES, as_rows, block_range, row_blocking, row_sum,
-                    stream_into, sum_partials, tile_blocking)
+                    stream_fence, stream_into, sum_partials, tile_blocking)
 from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 
@@ -147,6 +147,7 @@ def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1
         if gf.size != 0:
             stream_into(gb[:m], gf[j0:j1], stream)
         part += row_sum(lb[:m])
+    stream_fence(stream)
     return part
 
 
@@ -171,6 +172,7 @@ def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i
         if g2.size != 0:
             stream_into(gb[:m], g2[row, j0:j1], stream)
         part += row_sum(lb[:m])
+    stream_fence(stream)
     return part
 
 

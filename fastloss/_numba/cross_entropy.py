@@ -20,10 +20,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max, row_max_fast,
-                    row_sum,
-                    scale_into, sum_partials, tile_blocking, tile_exp, tile_exp_fast, tile_max,
-                    tile_max_fast)
+from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max,
+                    row_max_fast, row_sum, scale_into, stream_fence, stream_into, sum_partials, tile_blocking,
+                    tile_exp, tile_exp_fast, tile_max, tile_max_fast)
 from ._vmath import vlog
 
 
@@ -117,7 +116,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
 
 @njit(cache=True, error_model="numpy")
 def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                grad_out, o, i0, n, e, m, s, s32, xt, et, a, b, gt, tg, f1, f2, f3):
+                grad_out, stream, o, i0, n, e, m, s, s32, xt, et, a, b, gt, tg, f1, f2, f3):
     """One tile; ``e`` ... ``f3`` are scratch of at least ``C * n`` / ``n`` items."""
     C = x.shape[1]
     dt = x.dtype.type
@@ -194,32 +193,35 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         for i in range(n):
             lo[i] = lv[i]
     if has_g:
+        # The gradient is built in e, then copied out (grad_out may be x).
         for c in range(C):
             ec = e[c * n:(c + 1) * n]
-            gc = grad_out[o, c, i0:i0 + n]
             if eps == 0.0:
                 for i in range(n):
-                    gc[i] = a[i] * ec[i]
+                    ec[i] = a[i] * ec[i]
             else:
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
-                    gc[i] = a[i] * ec[i] - b[i] * wc
+                    ec[i] = a[i] * ec[i] - b[i] * wc
         for i in range(n):
             if tg[i] >= 0:
-                grad_out[o, tg[i], i0 + i] = gt[i]
+                e[tg[i] * n + i] = gt[i]
         if live < n:
             for i in range(n):
                 if tg[i] < 0:
                     # NaN where the max is not finite (then s is NaN), as torch.
                     fill = dt(0.0) if s[i] < np.inf else dt(np.nan)
                     for c in range(C):
-                        grad_out[o, c, i0 + i] = fill
+                        e[c * n + i] = fill
+        for c in range(C):
+            stream_into(e[c * n:(c + 1) * n], grad_out[o, c, i0:i0 + n], stream)
+        stream_fence(stream)
     return part
 
 
 @njit(cache=True, error_model="numpy")
 def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                 grad_out, T, tiles, b0, b1, partials):
+                 grad_out, stream, T, tiles, b0, b1, partials):
     """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
     C = x.shape[1]
     e = np.empty(C * T, x.dtype)
@@ -231,7 +233,7 @@ def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
     for b in range(b0, b1):
         i0, i1 = block_range(b % tiles, T, inner)
         partials[b] = _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output,
-                                  loss_out, grad_out, b // tiles, i0, i1 - i0, e, d[0], s, d[1],
+                                  loss_out, grad_out, stream, b // tiles, i0, i1 - i0, e, d[0], s, d[1],
                                   d[2], d[3], d[4], d[5], d[6], tg, f[0], f[1], f[2])
 
 
@@ -243,6 +245,7 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
     if outer * inner == 0:
         return 0.0
     W = _total_weight(weight, C)
+    stream = grad_out.size * grad_out.itemsize >= STREAM_BYTES
     if inner == 1:
         rows, nb = row_blocking(outer, C)
         x2 = x.reshape((outer, C))
@@ -258,7 +261,7 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
         ns = min(nb, SUPER)
         for k in prange(ns):
             _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
-                         loss_out, grad_out, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
+                         loss_out, grad_out, stream, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
     return sum_partials(partials)
 
 

@@ -9,16 +9,18 @@ softmax_backward(grad_output, output, out)
 log_softmax_backward(grad_output, output, out)
     ``out = grad_output - exp(output) * sum_c(grad_output)``.
 
-``out`` may be the same memory as any input.  Class-axis sums are float64,
-elementwise arithmetic is in the input dtype.
+``out`` may be the same memory as any input.  Class-axis sums are float64 (for
+float32 input, of float32 partial sums of at most eight terms); elementwise
+arithmetic is in the input dtype.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (block_range, copy_into, row_blocking, row_exp_sum, row_max_fast, row_sum,
-                    row_weighted_sum, scale_into, tile_blocking, tile_exp, tile_max)
+from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum, row_max_fast,
+                    row_sum, row_weighted_sum, scale_into, stream_fence, stream_into, tile_blocking,
+                    tile_exp_fast, tile_max_fast)
 from ._vmath import vexp, vlog
 
 
@@ -59,31 +61,41 @@ def _forward_rows(x2, out2, r0, r1, log):
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(x, out, o, i0, n, log):
+def _forward_tile(x, out, o, i0, n, log, stream, m, a, s, s32, e):
+    """One tile; ``m`` ... ``e`` are scratch of at least ``n`` / ``C * n`` items."""
     dt = x.dtype.type
-    m = np.empty(n, x.dtype)
-    a = np.empty(n, x.dtype)
-    s = np.empty(n)
-    e = np.empty((x.shape[1], n), x.dtype)
-    tile_max(x, o, i0, n, m)
-    tile_exp(x, o, i0, n, m, e, s)
+    C = x.shape[1]
+    # NaN-dropping max, as for rows.
+    tile_max_fast(x, o, i0, n, m)
+    tile_exp_fast(x, o, i0, n, m, e, s, s32)
     if log:
         for i in range(n):
             a[i] = dt(vlog(s[i]))
-        for c in range(x.shape[1]):
-            xc = x[o, c, i0:i0 + n]
-            ec = e[c]
-            for i in range(n):
-                ec[i] = (xc[i] - m[i]) - a[i]
-            copy_into(ec, out[o, c, i0:i0 + n])
     else:
         for i in range(n):
             a[i] = dt(1.0 / s[i])
-        for c in range(x.shape[1]):
-            ec = e[c]
-            oc = out[o, c, i0:i0 + n]
+    for c in range(C):
+        ec = e[c * n:(c + 1) * n]
+        if log:
+            xc = x[o, c, i0:i0 + n]
             for i in range(n):
-                oc[i] = ec[i] * a[i]
+                ec[i] = (xc[i] - m[i]) - a[i]
+        else:
+            for i in range(n):
+                ec[i] = ec[i] * a[i]
+        stream_into(ec, out[o, c, i0:i0 + n], stream)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tiles(x, out, T, tiles, b0, b1, log, stream):
+    """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
+    d = np.empty((3, T), x.dtype)
+    s = np.empty(T)
+    e = np.empty(x.shape[1] * T, x.dtype)
+    for b in range(b0, b1):
+        i0, i1 = block_range(b % tiles, T, x.shape[2])
+        _forward_tile(x, out, b // tiles, i0, i1 - i0, log, stream, d[0], d[1], s, d[2], e)
+    stream_fence(stream)
 
 
 @njit(cache=True, error_model="numpy")
@@ -107,7 +119,7 @@ def _backward_rows(gy2, y2, out2, r0, r1, log):
 
 
 @njit(cache=True, error_model="numpy")
-def _backward_tile(gy, y, out, o, i0, n, log):
+def _backward_tile(gy, y, out, o, i0, n, log, stream):
     dt = gy.dtype.type
     C = gy.shape[1]
     s = np.zeros(n)
@@ -133,7 +145,8 @@ def _backward_tile(gy, y, out, o, i0, n, log):
         else:
             for i in range(n):
                 t[i] = yc[i] * (gc[i] - a[i])
-        copy_into(t, out[o, c, i0:i0 + n])
+        stream_into(t, out[o, c, i0:i0 + n], stream)
+    stream_fence(stream)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -142,6 +155,7 @@ def _forward(x, out, log):
     outer, C, inner = x.shape
     if C == 0 or outer * inner == 0:
         return
+    stream = out.size * out.itemsize >= STREAM_BYTES
     if inner == 1:
         rows, nb = row_blocking(outer, C)
         x2 = x.reshape((outer, C))
@@ -151,9 +165,9 @@ def _forward(x, out, log):
             _forward_rows(x2, out2, r0, r1, log)
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
-        for b in prange(nb):
-            i0, i1 = block_range(b % tiles, T, inner)
-            _forward_tile(x, out, b // tiles, i0, i1 - i0, log)
+        ns = min(nb, SUPER)
+        for k in prange(ns):
+            _forward_tiles(x, out, T, tiles, k * nb // ns, (k + 1) * nb // ns, log, stream)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -162,6 +176,7 @@ def _backward(gy, y, out, log):
     outer, C, inner = gy.shape
     if C == 0 or outer * inner == 0:
         return
+    stream = out.size * out.itemsize >= STREAM_BYTES
     if inner == 1:
         rows, nb = row_blocking(outer, C)
         gy2 = gy.reshape((outer, C))
@@ -174,7 +189,7 @@ def _backward(gy, y, out, log):
         T, tiles, nb = tile_blocking(outer, C, inner)
         for b in prange(nb):
             i0, i1 = block_range(b % tiles, T, inner)
-            _backward_tile(gy, y, out, b // tiles, i0, i1 - i0, log)
+            _backward_tile(gy, y, out, b // tiles, i0, i1 - i0, log, stream)
 
 
 @njit(cache=True, error_model="numpy")
