@@ -24,11 +24,16 @@ cdef enum:
     # then fails to vectorise the scalar copies; past that the lane loop is
     # vectorised as a loop and its accumulators stay in registers.
     LANES = 32
-    # Work per block or tile, in elements: a float32 tile (C class rows of
-    # T positions) is 128 KiB, so it stays in L2 between the passes.
+    # Work per block, in elements.
     BLOCK_ELEMS = 32768
+    # A tile's packed scratch stays in the 1 MiB L2 between the passes; each
+    # class row of a tile is a separate memory stream, whose prefetch ramp-up
+    # is paid per row, so tiles are as long as that budget allows.
+    TILE_BYTES = 1 << 19
     TILE_MIN = 16
-    TILE_MAX = 1024
+    TILE_MAX = 8192
+    # float32 exps summed in float32 over this many classes, then into float64.
+    EXP_GROUP = 8
     ALIGN = 64
 
 
@@ -59,20 +64,29 @@ cdef inline Py_ssize_t rows_per_block(Py_ssize_t C) noexcept nogil:
     return max(1, BLOCK_ELEMS // max(C, 1))
 
 
-cdef inline Py_ssize_t tile_width(Py_ssize_t C, Py_ssize_t inner) noexcept nogil:
-    """Positions per tile: a multiple of 16 (aligned scratch slots) unless inner is smaller."""
-    cdef Py_ssize_t T = BLOCK_ELEMS // max(C, 1)
-    T = min(TILE_MAX, max(TILE_MIN, T - T % 16))
-    return min(T, inner)
-
-
 cdef inline Py_ssize_t n_chunks(Py_ssize_t n, Py_ssize_t size) noexcept nogil:
     return (n + size - 1) // size
 
 
+cdef inline Py_ssize_t tile_width(Py_ssize_t C, Py_ssize_t inner,
+                                  Py_ssize_t elem_bytes) noexcept nogil:
+    """Positions per packed tile, elem_bytes of scratch per (class, position).
+
+    A multiple of 16 (aligned scratch rows) unless inner is smaller; inner is
+    cut into tiles of equal width, so no thread gets a short leftover tile.
+    """
+    cdef Py_ssize_t T = TILE_BYTES // (max(C, 1) * elem_bytes)
+    T = min(TILE_MAX, max(TILE_MIN, T - T % 16))
+    if T >= inner:
+        return inner
+    T = n_chunks(inner, n_chunks(inner, T))
+    return T + (-T) % 16
+
+
 cdef inline Py_ssize_t block_size(Py_ssize_t C, Py_ssize_t inner) noexcept nogil:
-    """Rows per block (inner == 1), else positions per tile (a tile is a block)."""
-    return rows_per_block(C) if inner == 1 else tile_width(C, inner)
+    """Rows per block (inner == 1), else positions per unpacked tile (nll)."""
+    cdef Py_ssize_t n = rows_per_block(C)
+    return n if inner == 1 else min(inner, min(1024, max(TILE_MIN, n - n % 16)))
 
 
 cdef inline double sum_in_order(const double* part, Py_ssize_t n) noexcept nogil:
@@ -246,47 +260,112 @@ cdef inline double exp_shift(const floating* x, floating m, floating* e,
 
 
 # ---- tiles: inner > 1 -------------------------------------------------------
-# A tile's class rows lie `inner` elements apart; when that is a multiple of a
-# large power of two they all map to the same cache sets and evict each other.
-# So pass 1 copies the tile into a packed (C, T) scratch block, and the later
-# passes read that block from cache.
+# A tile's class rows lie `inner` elements apart, each a separate memory
+# stream.  The passes read them in place (the max pass from memory, the later
+# ones from cache); only exps that a later pass needs go to a packed (C, T)
+# scratch block, which stays in L2 even when the class rows alias to the same
+# cache sets (inner a multiple of a large power of two).  tile_max and
+# tile_scale take four class rows per loop: four concurrent memory streams,
+# and a quarter of the loads and stores of the per-position arrays.  Other
+# loops store one row each: gcc would not vectorise them with four (too many
+# run-time alias checks between their rows and the inputs).
 
-cdef inline void tile_load_max(const floating* x, Py_ssize_t stride, Py_ssize_t C,
-                               Py_ssize_t T, floating* pack, floating* m) noexcept nogil:
-    """pack[c, :T] = x[c * stride :][:T]; m = max over c."""
-    cdef Py_ssize_t c, k
-    cdef const floating* xc
-    cdef floating* pc
-    cdef floating v
+cdef inline floating fmax_skip(floating a, floating b) noexcept nogil:
+    """a if a > b else b: a NaN a is skipped, a NaN b kept (vectorises to vmaxps)."""
+    return a if a > b else b
+
+
+cdef inline void tile_max(const floating* x, Py_ssize_t stride, Py_ssize_t C,
+                          Py_ssize_t T, floating* m) noexcept nogil:
+    """m = max over c of x[c * stride :][:T].
+
+    A NaN may be skipped: it reaches every result of its position through the exp-sum.
+    """
+    cdef Py_ssize_t c, k, c0 = C % 4
+    cdef const floating* xa
     for k in range(T):
         m[k] = -INFINITY
-    for c in range(C):
-        xc = x + c * stride
-        pc = pack + c * T
+    for c in range(c0):
+        xa = x + c * stride
         for k in range(T):
-            v = xc[k]
-            pc[k] = v
-            m[k] = v if v > m[k] else m[k]
+            m[k] = fmax_skip(xa[k], m[k])
+    for c in range(c0, C, 4):
+        xa = x + c * stride
+        for k in range(T):
+            m[k] = fmax_skip(fmax_skip(fmax_skip(xa[k], xa[stride + k]),
+                                       fmax_skip(xa[2 * stride + k], xa[3 * stride + k])), m[k])
 
 
 cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C,
-                              Py_ssize_t T, const floating* m, floating* e,
+                              Py_ssize_t T, const floating* m, floating* e, floating* f,
                               double* s) noexcept nogil:
-    """s = sum_c exp(x - m), also stored in e (may be x) unless e is NULL."""
-    cdef Py_ssize_t c, k
+    """s = sum_c exp(x[c * stride :][:T] - m), the exps also packed in e unless it is NULL.
+
+    float32 exps are summed in float32 (f) over groups of EXP_GROUP classes,
+    so the class loop stays at float32 vector width, and each group sum is
+    then added to the float64 s.  float64 exps go straight to s.
+    """
+    cdef Py_ssize_t gi, g, c, k, n_group = EXP_GROUP if floating is float else C
     cdef const floating* xc
     cdef floating* ec
     cdef floating v
     for k in range(T):
         s[k] = 0
-    for c in range(C):
-        xc = x + c * stride
-        if e == NULL:
+    for gi in range(n_chunks(C, n_group)):
+        g = gi * n_group
+        for c in range(g, min(C, g + n_group)):
+            xc = x + c * stride
+            ec = e + c * T if e != NULL else NULL
+            if floating is double:
+                if e != NULL:
+                    for k in range(T):
+                        v = fexp(xc[k] - m[k])
+                        ec[k] = v
+                        s[k] += v
+                else:
+                    for k in range(T):
+                        s[k] += fexp(xc[k] - m[k])
+            elif c == g:
+                if e != NULL:
+                    for k in range(T):
+                        v = fexp(xc[k] - m[k])
+                        ec[k] = v
+                        f[k] = v
+                else:
+                    for k in range(T):
+                        f[k] = fexp(xc[k] - m[k])
+            else:
+                if e != NULL:
+                    for k in range(T):
+                        v = fexp(xc[k] - m[k])
+                        ec[k] = v
+                        f[k] += v
+                else:
+                    for k in range(T):
+                        f[k] += fexp(xc[k] - m[k])
+        if floating is float:
             for k in range(T):
-                s[k] += fexp(xc[k] - m[k])
-        else:
-            ec = e + c * stride
-            for k in range(T):
-                v = fexp(xc[k] - m[k])
-                ec[k] = v
-                s[k] += v
+                s[k] += f[k]
+
+
+cdef inline void tile_scale(const floating* e, Py_ssize_t C, Py_ssize_t T,
+                            const floating* A, floating* out, Py_ssize_t stride) noexcept nogil:
+    """out[c * stride :][:T] = e[c, :T] * A."""
+    cdef Py_ssize_t c, k, c0 = C % 4
+    cdef const floating* ea
+    cdef floating* oa
+    cdef floating a
+    for c in range(c0):
+        ea = e + c * T
+        oa = out + c * stride
+        for k in range(T):
+            oa[k] = ea[k] * A[k]
+    for c in range(c0, C, 4):
+        ea = e + c * T
+        oa = out + c * stride
+        for k in range(T):
+            a = A[k]
+            oa[k] = ea[k] * a
+            oa[stride + k] = ea[T + k] * a
+            oa[2 * stride + k] = ea[2 * T + k] * a
+            oa[3 * stride + k] = ea[3 * T + k] * a

@@ -3,11 +3,13 @@
 Per row (inner == 1) or tile (inner > 1): pass 1 takes the max and reads
 every logit the loss needs (x[target], the smoothing sums); pass 2 computes
 e = exp(x - max) and its sum, into grad_out for a row (it may be x: each
-element is read before it is written) or into the tile's packed copy;
-pass 3 turns e into the gradient.  Only pass 1 reads the logits from memory.
-Blocks of positions are fixed by the shape; each block's losses are summed in
-position order, the blocks in block order.  An ignored position has loss 0
-and torch's gradient 0 - softmax(x) * 0: zeros, or NaN where softmax is NaN.
+element is read before it is written) or into a packed scratch block for a
+tile; pass 3 turns e into the gradient.  Only pass 1 reads the logits from
+memory, the later passes find them in cache.  Blocks of positions are fixed
+by the shape; a row block's losses are summed in position order, a tile's in
+LANES interleaved partial sums, the blocks in block order.  An ignored
+position has loss 0 and torch's gradient 0 - softmax(x) * 0: zeros, or NaN
+where softmax is NaN.
 """
 import numpy as np
 
@@ -18,9 +20,9 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, LANES, advance, block_size, cadvance, check_scratch, check_shape,
-    exp_shift, merge_lanes, n_chunks, n_items, row_max, shifted_dot, sum_in_order,
-    thread_scratch, tile_exp_sum, tile_load_max, tile_width,
+    BLOCK_ELEMS, LANES, advance, cadvance, check_scratch, check_shape, exp_shift, lane_sum,
+    merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, sum_in_order,
+    thread_scratch, tile_exp_sum, tile_max, tile_scale, tile_width,
 )
 
 
@@ -78,7 +80,10 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
             W += w[j]
 
     cdef Py_ssize_t b, o, i0, r0, plane = C * inner
-    cdef Py_ssize_t bs = block_size(C, inner), n_tiles = n_chunks(inner, bs)
+    # A tile packs the exps, and for prob targets w_c y'_c too.
+    cdef Py_ssize_t bs = (rows_per_block(C) if inner == 1
+                          else tile_width(C, inner, (2 if prob else 1) * sizeof(floating)))
+    cdef Py_ssize_t n_tiles = n_chunks(inner, bs)
     cdef Py_ssize_t n_blocks = n_chunks(outer, bs) if inner == 1 else outer * n_tiles
     cdef char failed = 0
     # NULL-initialised: Cython makes them firstprivate.
@@ -100,7 +105,8 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     else:
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
-                4 * bs * sizeof(double) + (4 + 2 * C) * bs * sizeof(floating), &failed)
+                6 * bs * sizeof(double)
+                + (5 + (2 if prob else 1) * C) * bs * sizeof(floating), &failed)
             for b in prange(n_blocks, schedule="static"):
                 if s != NULL:
                     o = b // n_tiles
@@ -109,7 +115,8 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                         xp + o * plane + i0, tg + o * inner + i0 if not prob else NULL,
                         yp + o * plane + i0, w, ignore, eps, W, gscale,
                         cadvance(go, o * inner + i0), advance(lo, o * inner + i0),
-                        advance(gr, o * plane + i0), inner, C, min(bs, inner - i0), prob, s)
+                        advance(gr, o * plane + i0), inner, C, bs, min(bs, inner - i0), prob,
+                        s)
             free(s)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
@@ -248,41 +255,46 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
 cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                         const floating* w, int64_t ignore, double eps, double W,
                         double gscale, const floating* go, floating* lo, floating* gr,
-                        Py_ssize_t inner, Py_ssize_t C, Py_ssize_t T, bint prob,
-                        double* scratch) noexcept nogil:
-    """Sum of the losses of T positions; pointers sit at the tile's first position.
+                        Py_ssize_t inner, Py_ssize_t C, Py_ssize_t Tmax, Py_ssize_t T,
+                        bint prob, double* scratch) noexcept nogil:
+    """Sum of the losses of T <= Tmax positions; pointers sit at the tile's first position.
 
-    scratch: 4 double and 4 floating slots of T_max values, then two packed
-    (C, T) blocks: the logits (then their exp), and w_c y'_c for prob targets.
+    scratch: 6 double and 5 floating slots of Tmax values, then packed (C, T)
+    blocks: the exps (with a gradient), and w_c y'_c for prob targets.
+    The per-position loops are branch-free (selects, gathers) so they vectorise.
     """
-    cdef Py_ssize_t Tmax = tile_width(C, inner)
     cdef double* s = scratch
     cdef double* ls = s + Tmax
     cdef double* u = ls + Tmax      # class: sum w (x - m); prob: Q = sum w y'
-    cdef double* v = u + Tmax       # class: x[target];     prob: R = sum w y' (m - x)
-    cdef floating* m = <floating*>(v + Tmax)
+    cdef double* v = u + Tmax       # class: x[target];     prob: R = sum w y' (m - x); then the loss
+    cdef double* G = v + Tmax       # upstream gradient
+    cdef double* wts = G + Tmax     # class: target weight
+    cdef floating* m = <floating*>(wts + Tmax)
     cdef floating* A = m + Tmax     # gradient = e * A ...
     cdef floating* D = A + Tmax     # ... - D * w_c (class) / - D * w_c y'_c (prob)
     cdef floating* B = D + Tmax     # ... - B at the target class
-    cdef floating* px = B + Tmax
-    cdef floating* pwy = px + C * Tmax
+    cdef floating* f = B + Tmax     # float32 exp partial sums
+    cdef floating* pe = f + Tmax
+    cdef floating* pwy = pe + C * Tmax
     cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
-    cdef double total = 0, loss, g, wt, wc
+    cdef double wc, wt, gw
     cdef floating wcf, wy
     cdef Py_ssize_t c, k
     cdef int64_t t
+    cdef bint keep
+    cdef const floating* xc
     cdef const floating* yc
     cdef floating* pc
     cdef floating* qc
     cdef floating* gc
 
-    tile_load_max(x, inner, C, T, px, m)
+    tile_max(x, inner, C, T, m)
     if prob or eps != 0:
         for k in range(T):
             u[k] = 0
             v[k] = 0
         for c in range(C):
-            pc = px + c * T
+            xc = x + c * inner
             wc = w[c] if w != NULL else 1.0
             if prob:
                 yc = y + c * inner
@@ -292,66 +304,86 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                     wy = wcf * (yc[k] * a + b)
                     qc[k] = wy
                     u[k] += wy
-                    v[k] += wy * (<double>m[k] - pc[k])
+                    v[k] += wy * (<double>m[k] - xc[k])
             else:
                 for k in range(T):
-                    u[k] += wc * (<double>pc[k] - m[k])
+                    u[k] += wc * (<double>xc[k] - m[k])
     if not prob:
+        # An ignored position reads class 0; its results are selected away below.
         for k in range(T):
             t = tg[k]
-            v[k] = px[t * T + k] if t != ignore else 0
-    tile_exp_sum(px, T, C, T, m, px if gr != NULL else NULL, s)
+            v[k] = x[(t if t != ignore else 0) * inner + k]
+        if w != NULL:
+            for k in range(T):
+                t = tg[k]
+                wts[k] = w[t if t != ignore else 0]
+        else:
+            for k in range(T):
+                wts[k] = 1
+    tile_exp_sum(x, inner, C, T, m, pe if gr != NULL else NULL, f, s)
     for k in range(T):
         ls[k] = log(s[k])
+    if go != NULL:
+        for k in range(T):
+            G[k] = gscale * go[k]
+    else:
+        for k in range(T):
+            G[k] = gscale
 
-    for k in range(T):
-        g = gscale * go[k] if go != NULL else gscale
-        if prob:
-            loss = v[k] + ls[k] * u[k]
-            A[k] = <floating>(g * u[k] / s[k])
-            D[k] = <floating>g
-        else:
-            t = tg[k]
-            if t == ignore:
-                # torch: 0 - softmax * 0, NaN where the softmax is (see _ignored_row)
-                loss = 0
-                A[k] = <floating>(0.0 / s[k])
+    if prob:
+        for k in range(T):
+            A[k] = <floating>(G[k] * u[k] / s[k])
+            D[k] = <floating>G[k]
+            v[k] = v[k] + ls[k] * u[k]
+    elif eps == 0:
+        # An ignored position: loss 0 and torch's gradient 0 - softmax * 0, so
+        # NaN where the softmax is (see _ignored_row).  Results are stored, then
+        # zeroed where ignored: gcc if-converts that, not a select between
+        # floating-point expressions.
+        for k in range(T):
+            keep = tg[k] != ignore
+            wt = wts[k]
+            gw = G[k] * wt
+            A[k] = <floating>((gw if keep else 0.0) / s[k])
+            B[k] = <floating>gw
+            v[k] = wt * ((m[k] - v[k]) + ls[k])
+            if not keep:
+                B[k] = 0
+                v[k] = 0
+    else:
+        for k in range(T):
+            keep = tg[k] != ignore
+            wt = wts[k]
+            gw = G[k] * ((1 - eps) * wt + eps * W / C)
+            A[k] = <floating>((gw if keep else 0.0) / s[k])
+            D[k] = <floating>(G[k] * eps / C)
+            B[k] = <floating>(G[k] * (1 - eps) * wt)
+            v[k] = (1 - eps) * (wt * ((m[k] - v[k]) + ls[k])) + eps / C * (W * ls[k] - u[k])
+            if not keep:
                 D[k] = 0
                 B[k] = 0
-            else:
-                wt = w[t] if w != NULL else 1.0
-                loss = wt * ((m[k] - v[k]) + ls[k])
-                if eps == 0:
-                    A[k] = <floating>(g * wt / s[k])
-                    D[k] = 0
-                else:
-                    loss = (1 - eps) * loss + eps / C * (W * ls[k] - u[k])
-                    A[k] = <floating>(g * ((1 - eps) * wt + eps * W / C) / s[k])
-                    D[k] = <floating>(g * eps / C)
-                B[k] = <floating>(g * (1 - eps) * wt)
-        if lo != NULL:
-            lo[k] = <floating>loss
-        total += loss
-    if gr == NULL:
-        return total
-
-    for c in range(C):
-        gc = gr + c * inner
-        pc = px + c * T
-        if prob:
-            qc = pwy + c * T
-            for k in range(T):
-                gc[k] = pc[k] * A[k] - D[k] * qc[k]
-        elif eps == 0:
-            for k in range(T):
-                gc[k] = pc[k] * A[k]
-        else:
-            wcf = <floating>(w[c] if w != NULL else 1.0)
-            for k in range(T):
-                gc[k] = pc[k] * A[k] - D[k] * wcf
-    if not prob:
+                v[k] = 0
+    if lo != NULL:
         for k in range(T):
-            t = tg[k]
-            if t != ignore:
-                gr[t * inner + k] = gr[t * inner + k] - B[k]
-    return total
+            lo[k] = <floating>v[k]
+    if gr != NULL:
+        if eps == 0 and not prob:
+            tile_scale(pe, C, T, A, gr, inner)
+        else:
+            for c in range(C):
+                gc = gr + c * inner
+                pc = pe + c * T
+                if prob:
+                    qc = pwy + c * T
+                    for k in range(T):
+                        gc[k] = pc[k] * A[k] - D[k] * qc[k]
+                else:
+                    wcf = <floating>(w[c] if w != NULL else 1.0)
+                    for k in range(T):
+                        gc[k] = pc[k] * A[k] - D[k] * wcf
+        if not prob:
+            for k in range(T):
+                t = tg[k]
+                if t != ignore:
+                    gr[t * inner + k] = gr[t * inner + k] - B[k]
+    return lane_sum(v, T)

@@ -1,10 +1,11 @@
 """Softmax, log-softmax and their backward passes over (outer, C, inner) views.
 
 Rows (inner == 1) are shared out to threads one by one.  Tiles (inner > 1),
-(outer, T positions) pairs, are copied into packed per-thread scratch by the
-first pass, so the later passes read cache.  No sum crosses a row or a tile,
-so every thread count gives the same bits.  Each pass reads what it needs of
-a row or tile before writing it, so `out` may alias an input.
+(outer, T positions) pairs, are read from memory by the first pass and from
+cache by the later ones (softmax keeps its exps in packed per-thread
+scratch).  No sum crosses a row or a tile, so every thread count gives the
+same bits.  Each pass reads what it needs of a row or tile before writing
+it, so `out` may alias an input.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -13,7 +14,7 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, check_scratch, check_shape, exp_shift, fexp, lane_sum, n_chunks, row_dot,
-    row_max, thread_scratch, tile_exp_sum, tile_load_max, tile_width,
+    row_max, thread_scratch, tile_exp_sum, tile_max, tile_scale, tile_width,
 )
 
 cdef enum Mode:
@@ -54,7 +55,8 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
     cdef floating* rowbuf = NULL
     cdef floating* m = NULL
     cdef floating* d = NULL
-    cdef floating* pack = NULL
+    cdef floating* f = NULL
+    cdef floating* e = NULL
     cdef double* s = NULL
     cdef char failed = 0
     check_shape("output", b.shape, a.shape, 3, False)
@@ -74,20 +76,22 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
                     _row(ap + r * C, bp + r * C, op + r * C, C, mode, rowbuf)
             free(rowbuf)
     else:
-        T = tile_width(C, inner)
+        T = tile_width(C, inner, sizeof(floating))
         n_tiles = n_chunks(inner, T)
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
-                T * sizeof(double) + (2 + 2 * C) * T * sizeof(floating), &failed)
+                T * sizeof(double) + (3 + (C if mode == SOFTMAX else 0)) * T * sizeof(floating),
+                &failed)
             m = <floating*>(s + T)
             d = m + T
-            pack = d + T
+            f = d + T
+            e = f + T
             for t in prange(outer * n_tiles, schedule="static"):
                 if s != NULL:
                     o = t // n_tiles
                     i0 = (t % n_tiles) * T
                     _tile(ap + o * plane + i0, bp + o * plane + i0, op + o * plane + i0,
-                          inner, C, min(T, inner - i0), mode, s, m, d, pack)
+                          inner, C, min(T, inner - i0), mode, s, m, d, f, e)
             free(s)
     return check_scratch(failed)
 
@@ -119,66 +123,63 @@ cdef void _row(const floating* a, const floating* b, floating* out, Py_ssize_t C
 
 cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t inner,
                 Py_ssize_t C, Py_ssize_t T, Mode mode, double* s, floating* m,
-                floating* d, floating* pack) noexcept nogil:
-    """pack holds two packed (C, T) blocks: a's tile, then b's (backward modes)."""
-    cdef Py_ssize_t c, k
+                floating* d, floating* f, floating* e) noexcept nogil:
+    """The T positions from a, b and out; e is the (C, T) exp block for softmax.
+
+    The sums read four class rows per loop, after the C % 4 first.
+    """
+    cdef Py_ssize_t c, c0 = C % 4, k, i2 = 2 * inner, i3 = 3 * inner
     cdef const floating* ac
     cdef const floating* bc
-    cdef floating* pa
-    cdef floating* pb
     cdef floating* oc
-    cdef floating ga, yb
     if mode == SOFTMAX or mode == LOG_SOFTMAX:
-        tile_load_max(a, inner, C, T, pack, m)
+        tile_max(a, inner, C, T, m)
+        tile_exp_sum(a, inner, C, T, m, e if mode == SOFTMAX else NULL, f, s)
         if mode == SOFTMAX:
-            tile_exp_sum(pack, T, C, T, m, pack, s)
             for k in range(T):
                 d[k] = <floating>(1.0 / s[k])
-            for c in range(C):
-                oc = out + c * inner
-                pa = pack + c * T
+            tile_scale(e, C, T, d, out, inner)
+            return
+        for k in range(T):
+            d[k] = <floating>log(s[k])
+    else:
+        # Class by class, as for a row; four rows per loop keep that order.
+        for k in range(T):
+            s[k] = 0
+        for c in range(c0):
+            ac = a + c * inner
+            bc = b + c * inner
+            if mode == SOFTMAX_BACKWARD:
                 for k in range(T):
-                    oc[k] = pa[k] * d[k]
-        else:
-            tile_exp_sum(pack, T, C, T, m, NULL, s)
-            for k in range(T):
-                d[k] = <floating>log(s[k])
-            for c in range(C):
-                oc = out + c * inner
-                pa = pack + c * T
+                    s[k] += <double>ac[k] * bc[k]
+            else:
                 for k in range(T):
-                    oc[k] = (pa[k] - m[k]) - d[k]
-        return
+                    s[k] += ac[k]
+        for c in range(c0, C, 4):
+            ac = a + c * inner
+            bc = b + c * inner
+            if mode == SOFTMAX_BACKWARD:
+                for k in range(T):
+                    s[k] = (((s[k] + <double>ac[k] * bc[k]) + <double>ac[inner + k] * bc[inner + k])
+                            + <double>ac[i2 + k] * bc[i2 + k]) + <double>ac[i3 + k] * bc[i3 + k]
+            else:
+                for k in range(T):
+                    s[k] = (((s[k] + ac[k]) + ac[inner + k]) + ac[i2 + k]) + ac[i3 + k]
+        for k in range(T):
+            d[k] = <floating>s[k]
 
-    for k in range(T):
-        s[k] = 0
+    # One row per loop, as in tile_scale; each element is read before it is
+    # written, so out may alias a or b.
     for c in range(C):
         ac = a + c * inner
         bc = b + c * inner
-        pa = pack + c * T
-        pb = pack + (C + c) * T
-        if mode == SOFTMAX_BACKWARD:
-            for k in range(T):
-                ga = ac[k]
-                yb = bc[k]
-                pa[k] = ga
-                pb[k] = yb
-                s[k] += <double>ga * yb
-        else:
-            for k in range(T):
-                ga = ac[k]
-                pa[k] = ga
-                pb[k] = bc[k]
-                s[k] += ga
-    for k in range(T):
-        d[k] = <floating>s[k]
-    for c in range(C):
         oc = out + c * inner
-        pa = pack + c * T
-        pb = pack + (C + c) * T
-        if mode == SOFTMAX_BACKWARD:
+        if mode == LOG_SOFTMAX:
             for k in range(T):
-                oc[k] = pb[k] * (pa[k] - d[k])
+                oc[k] = (ac[k] - m[k]) - d[k]
+        elif mode == SOFTMAX_BACKWARD:
+            for k in range(T):
+                oc[k] = bc[k] * (ac[k] - d[k])
         else:
             for k in range(T):
-                oc[k] = pa[k] - fexp(pb[k]) * d[k]
+                oc[k] = ac[k] - fexp(bc[k]) * d[k]
