@@ -1,11 +1,13 @@
-"""Many Python threads at once, and index arithmetic past 2**31 elements."""
+"""Many Python threads at once, results large enough to be streamed, and index arithmetic
+past 2**31 elements."""
 import threading
 
 import numpy as np
+import pytest
 
 import fastloss as fl
 from conftest import BACKENDS
-from reference import assert_close, loss_and_grad
+from reference import assert_close, loss_and_grad, normaliser
 
 
 def test_many_threads_at_once_get_correct_results(rng):
@@ -36,6 +38,51 @@ def test_many_threads_at_once_get_correct_results(rng):
     for thread in threads:
         thread.join()
     assert not errors, errors[0]
+
+
+def _misaligned(shape, dtype=np.float32):
+    """A C-contiguous buffer that starts 4 bytes past a 64-byte line: streamed stores
+    need plain stores at both ends of every row."""
+    raw = np.empty(np.prod(shape) * np.dtype(dtype).itemsize + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + 4
+    return raw[start:start + np.prod(shape) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+
+# Every result here is over the 8 MiB past which the kernels write with streaming stores.
+@pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
+def test_large_cross_entropy_gradient_into_misaligned_buffer(backend, rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    target = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    target.flat[::7] = -100
+    gradient = _misaligned(shape)
+    loss, grad = fl.cross_entropy(x, target, return_grad=True, gradient_out=gradient)
+    expected = loss_and_grad("cross_entropy", x, target)
+    assert grad is gradient
+    assert_close(loss, expected[0], np.float32)
+    assert_close(grad, expected[1], np.float32)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
+def test_large_normaliser_into_misaligned_buffer(backend, rng, name, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    out = _misaligned(shape)
+    assert getattr(fl, name)(x, axis=1, out=out) is out
+    assert_close(out, normaliser(name, x, 1)[0], np.float32)
+
+
+@pytest.mark.parametrize("shape", [(2100, 1003), (3, 1, 1021, 1023)])
+def test_large_bce_with_logits_into_misaligned_buffers(backend, rng, shape):
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    target = rng.random(shape).astype(np.float32)
+    gradient = _misaligned(shape)
+    loss, grad = fl.binary_cross_entropy_with_logits(x, target, reduction="none", return_grad=True,
+                                                     grad_output=0.5, gradient_out=gradient)
+    expected = loss_and_grad("binary_cross_entropy_with_logits", x, target, reduction="none",
+                             grad_output=np.full(shape, 0.5, np.float32))
+    assert grad is gradient
+    assert_close(loss, expected[0], np.float32)
+    assert_close(grad, expected[1], np.float32)
 
 
 def test_positions_past_int32_range(backend):

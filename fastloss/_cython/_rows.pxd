@@ -1,5 +1,5 @@
 # distutils: libraries = m
-# distutils: depends = fastloss/_cython/_simd_math.h
+# distutils: depends = fastloss/_cython/_simd_math.h fastloss/_cython/_stream.h
 """Inline loops, block sizes and scratch helpers shared by the Cython kernels.
 
 Row loops (inner == 1) reduce a contiguous row into LANES independent
@@ -15,6 +15,11 @@ from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 
 cdef extern from "_simd_math.h":
     pass
+
+cdef extern from "_stream.h" nogil:
+    void fl_stream_fence()
+    void fl_stream_float(float* dst, const float* src, Py_ssize_t n)
+    void fl_stream_double(double* dst, const double* src, Py_ssize_t n)
 
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
@@ -56,6 +61,55 @@ cdef inline floating flog1p(floating v) noexcept nogil:
         return log1pf(v)
     else:
         return log1p(v)
+
+
+cdef inline floating flog1p_unit(floating z) noexcept nogil:
+    """log1p(z) for 0 <= z <= 1 (or NaN); float32 inline, about half of log1pf's work.
+
+    log1p(z) = k ln2 + log(1 + f): f = z itself (exact, so no rounding
+    correction) up to sqrt(2) - 1, above it f = (1 + z) / 2 - 1 and k = 1;
+    either way f is in Cephes logf's polynomial range.  Both candidates are
+    computed and then selected, which gcc vectorises.
+    """
+    if floating is double:
+        return log1p(z)
+    cdef bint big = z > <float>0.41421356237309503
+    cdef float h = z * <float>0.5 - <float>0.5
+    cdef float f = h if big else z
+    cdef float k = <float>1 if big else <float>0
+    cdef float zz = f * f
+    cdef float p = <float>7.0376836292e-2
+    p = p * f + <float>-1.1514610310e-1
+    p = p * f + <float>1.1676998740e-1
+    p = p * f + <float>-1.2420140846e-1
+    p = p * f + <float>1.4249322787e-1
+    p = p * f + <float>-1.6668057665e-1
+    p = p * f + <float>2.0000714765e-1
+    p = p * f + <float>-2.4999993993e-1
+    p = p * f + <float>3.3333331174e-1
+    cdef float y = <float>-2.12194440e-4 * k + p * f * zz
+    y = <float>-0.5 * zz + y
+    return <float>0.693359375 * k + (f + y)
+
+
+# ---- streaming stores -------------------------------------------------------
+
+cdef enum:
+    # Results of at least this many bytes are written with streaming stores.
+    STREAM_BYTES = 8 << 20
+
+
+cdef inline void stream_into(floating* dst, const floating* src, Py_ssize_t n,
+                             bint stream) noexcept nogil:
+    """dst[:n] = src[:n]; with streaming stores (see _stream.h) if stream."""
+    cdef Py_ssize_t j
+    if not stream:
+        for j in range(n):
+            dst[j] = src[j]
+    elif floating is float:
+        fl_stream_float(dst, src, n)
+    else:
+        fl_stream_double(dst, src, n)
 
 
 # ---- block partition: a function of the shape only -------------------------

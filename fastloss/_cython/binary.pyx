@@ -6,6 +6,7 @@ inner > 1, a row of K weights when inner == 1), a run into CHUNK-sized
 pieces: a piece's weights are laid out in scratch, its losses go to scratch,
 its gradient to grad_out (which may be the input: each element is read
 before it is written), then the losses are lane-summed and copied out.
+Large results go through scratch and out with streaming stores.
 """
 import numpy as np
 
@@ -15,8 +16,8 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, advance, check_scratch, check_shape, fexp, flog, flog1p, lane_sum,
-    n_chunks, n_items, sum_in_order, thread_scratch,
+    BLOCK_ELEMS, STREAM_BYTES, advance, check_scratch, check_shape, fexp, fl_stream_fence, flog,
+    flog1p, flog1p_unit, lane_sum, n_chunks, n_items, stream_into, sum_in_order, thread_scratch,
 )
 
 cdef enum:
@@ -70,8 +71,9 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
     cdef double* part = &partials[0]
     cdef floating* buf = NULL     # NULL-initialised: Cython makes it firstprivate
     cdef char failed = 0
+    cdef bint stream = n * sizeof(floating) >= STREAM_BYTES
     with nogil, parallel(use_threads_if=n_blocks > 1):
-        buf = <floating*>thread_scratch(5 * CHUNK * sizeof(floating), &failed)
+        buf = <floating*>thread_scratch(6 * CHUNK * sizeof(floating), &failed)
         if buf != NULL:
             for j in range(2 * CHUNK, 5 * CHUNK):
                 buf[j] = 1      # grad_output, weight and pos_weight when absent
@@ -79,7 +81,7 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
             if buf != NULL:
                 f0 = b * BLOCK_ELEMS
                 part[b] = _block(xp, yp, w, pw, gscale, go, lo, gr, K, inner,
-                                 f0, min(n, f0 + BLOCK_ELEMS), logits, buf)
+                                 f0, min(n, f0 + BLOCK_ELEMS), logits, stream, buf)
         free(buf)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
@@ -88,15 +90,17 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
 cdef double _block(const floating* x, const floating* y, const floating* w,
                    const floating* pw, double gscale, const floating* go, floating* lo,
                    floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
-                   Py_ssize_t f1, bint logits, floating* buf) noexcept nogil:
+                   Py_ssize_t f1, bint logits, bint stream, floating* buf) noexcept nogil:
     """Sum of the losses of flat elements [f0, f1).
 
-    buf holds CHUNK-long arrays: losses, exp(-|x|), ones, weights, pos_weights.
+    buf holds CHUNK-long arrays: losses, exp(-|x|), ones, weights, pos_weights,
+    and the gradient when it is streamed out.
     """
     cdef double total = 0
     cdef Py_ssize_t f = f0, end, k, n
     cdef floating* wk = buf + 3 * CHUNK
     cdef floating* pwk = buf + 4 * CHUNK
+    cdef floating* gk
     while f < f1:
         if inner == 1:    # a run is (the rest of) a row of K elements, one weight each
             k = f % K
@@ -108,20 +112,25 @@ cdef double _block(const floating* x, const floating* y, const floating* w,
             n = min(CHUNK, end - f)
             _lay_out(w, k, inner == 1, n, wk)
             _lay_out(pw, k, inner == 1, n, pwk)
+            gk = buf + 5 * CHUNK if stream and gr != NULL else advance(gr, f)
             if logits:
                 _logits_chunk(x + f, y + f, wk, pwk, pw != NULL, gscale,
                               go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
-                              advance(gr, f), n, buf, buf + CHUNK)
+                              gk, n, buf, buf + CHUNK)
             else:
                 _probs_chunk(x + f, y + f, wk, gscale,
                              go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
-                             advance(gr, f), n, buf)
+                             gk, n, buf)
             total += lane_sum(buf, n)
             if lo != NULL:
-                memcpy(lo + f, buf, n * sizeof(floating))
+                stream_into(lo + f, buf, n, stream)
+            if stream and gr != NULL:
+                stream_into(gr + f, gk, n, True)
             if inner == 1:
                 k += n
             f += n
+    if stream:
+        fl_stream_fence()
     return total
 
 
@@ -169,10 +178,13 @@ cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk
     """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp."""
     cdef Py_ssize_t j
     cdef floating one = 1, zero = 0, xj, ls, sig, t
+    # The exp loop on its own: values live across its libmvec call would be spilled.
     for j in range(n):
         xj = x[j]
         z[j] = fexp(xj if xj < zero else -xj)
-        ls = (xj if xj < zero else zero) - flog1p(z[j])
+    for j in range(n):
+        xj = x[j]
+        ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
         if has_pw:
             loss[j] = ((one - y[j]) * xj - ((pwk[j] - one) * y[j] + one) * ls) * wk[j]
         else:

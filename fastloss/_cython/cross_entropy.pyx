@@ -20,9 +20,9 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, LANES, advance, cadvance, check_scratch, check_shape, exp_shift, lane_sum,
-    merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, sum_in_order,
-    thread_scratch, tile_exp_sum, tile_max, tile_scale, tile_width,
+    BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
+    fl_stream_fence, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
+    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_max, tile_width,
 )
 
 
@@ -92,6 +92,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     cdef double[::1] partials = np.empty(n_blocks)
     cdef double* part = &partials[0]
     cdef bint threaded = n_blocks > 1 and outer * plane > BLOCK_ELEMS
+    cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
 
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):
@@ -116,7 +117,9 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                         yp + o * plane + i0, w, ignore, eps, W, gscale,
                         cadvance(go, o * inner + i0), advance(lo, o * inner + i0),
                         advance(gr, o * plane + i0), inner, C, bs, min(bs, inner - i0), prob,
-                        s)
+                        stream, s)
+            if stream:
+                fl_stream_fence()
             free(s)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
@@ -256,7 +259,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                         const floating* w, int64_t ignore, double eps, double W,
                         double gscale, const floating* go, floating* lo, floating* gr,
                         Py_ssize_t inner, Py_ssize_t C, Py_ssize_t Tmax, Py_ssize_t T,
-                        bint prob, double* scratch) noexcept nogil:
+                        bint prob, bint stream, double* scratch) noexcept nogil:
     """Sum of the losses of T <= Tmax positions; pointers sit at the tile's first position.
 
     scratch: 6 double and 5 floating slots of Tmax values, then packed (C, T)
@@ -284,9 +287,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef bint keep
     cdef const floating* xc
     cdef const floating* yc
-    cdef floating* pc
     cdef floating* qc
-    cdef floating* gc
 
     tile_max(x, inner, C, T, m)
     if prob or eps != 0:
@@ -367,23 +368,39 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
         for k in range(T):
             lo[k] = <floating>v[k]
     if gr != NULL:
-        if eps == 0 and not prob:
-            tile_scale(pe, C, T, A, gr, inner)
-        else:
-            for c in range(C):
-                gc = gr + c * inner
-                pc = pe + c * T
-                if prob:
-                    qc = pwy + c * T
-                    for k in range(T):
-                        gc[k] = pc[k] * A[k] - D[k] * qc[k]
-                else:
-                    wcf = <floating>(w[c] if w != NULL else 1.0)
-                    for k in range(T):
-                        gc[k] = pc[k] * A[k] - D[k] * wcf
-        if not prob:
-            for k in range(T):
-                t = tg[k]
-                if t != ignore:
-                    gr[t * inner + k] = gr[t * inner + k] - B[k]
+        _tile_gradient(pe, pwy, w, tg, ignore, A, B, D, eps, prob, C, T, inner, gr, stream)
     return lane_sum(v, T)
+
+
+cdef void _tile_gradient(floating* pe, const floating* pwy, const floating* w,
+                         const int64_t* tg, int64_t ignore, const floating* A,
+                         const floating* B, const floating* D, double eps, bint prob,
+                         Py_ssize_t C, Py_ssize_t T, Py_ssize_t inner, floating* gr,
+                         bint stream) noexcept nogil:
+    """The tile's gradient e A - D w_c (- B at the target), built in the packed
+    exps pe and then copied (streamed, for a large result) to gr."""
+    cdef Py_ssize_t c, k
+    cdef int64_t t
+    cdef floating wcf
+    cdef floating* pc
+    cdef const floating* qc
+    for c in range(C):
+        pc = pe + c * T
+        if prob:
+            qc = pwy + c * T
+            for k in range(T):
+                pc[k] = pc[k] * A[k] - D[k] * qc[k]
+        elif eps == 0:
+            for k in range(T):
+                pc[k] = pc[k] * A[k]
+        else:
+            wcf = <floating>(w[c] if w != NULL else 1.0)
+            for k in range(T):
+                pc[k] = pc[k] * A[k] - D[k] * wcf
+    if not prob:
+        for k in range(T):
+            t = tg[k]
+            if t != ignore:
+                pe[t * T + k] = pe[t * T + k] - B[k]
+    for c in range(C):
+        stream_into(gr + c * inner, pe + c * T, T, stream)

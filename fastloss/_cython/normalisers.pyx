@@ -5,7 +5,8 @@ Rows (inner == 1) are shared out to threads one by one.  Tiles (inner > 1),
 cache by the later ones (softmax keeps its exps in packed per-thread
 scratch).  No sum crosses a row or a tile, so every thread count gives the
 same bits.  Each pass reads what it needs of a row or tile before writing
-it, so `out` may alias an input.
+it, so `out` may alias an input.  Tiles of a large result are built in
+scratch a class row at a time and written with streaming stores.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -13,8 +14,9 @@ from libc.math cimport log
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, check_scratch, check_shape, exp_shift, fexp, lane_sum, n_chunks, row_dot,
-    row_max, thread_scratch, tile_exp_sum, tile_max, tile_scale, tile_width,
+    BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp, fl_stream_fence,
+    lane_sum, n_chunks, row_dot, row_max, stream_into, thread_scratch, tile_exp_sum, tile_max,
+    tile_scale, tile_width,
 )
 
 cdef enum Mode:
@@ -67,6 +69,7 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
     cdef const floating* bp = &b[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef bint threaded = outer * plane > BLOCK_ELEMS
+    cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
 
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):
@@ -80,18 +83,20 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
         n_tiles = n_chunks(inner, T)
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
-                T * sizeof(double) + (3 + (C if mode == SOFTMAX else 0)) * T * sizeof(floating),
+                T * sizeof(double) + (4 + (C if mode == SOFTMAX else 0)) * T * sizeof(floating),
                 &failed)
             m = <floating*>(s + T)
             d = m + T
             f = d + T
-            e = f + T
+            e = f + T       # softmax: C rows of exps; else one row of results to stream
             for t in prange(outer * n_tiles, schedule="static"):
                 if s != NULL:
                     o = t // n_tiles
                     i0 = (t % n_tiles) * T
                     _tile(ap + o * plane + i0, bp + o * plane + i0, op + o * plane + i0,
-                          inner, C, min(T, inner - i0), mode, s, m, d, f, e)
+                          inner, C, min(T, inner - i0), mode, stream, s, m, d, f, e)
+            if stream:
+                fl_stream_fence()
             free(s)
     return check_scratch(failed)
 
@@ -122,9 +127,10 @@ cdef void _row(const floating* a, const floating* b, floating* out, Py_ssize_t C
 
 
 cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t inner,
-                Py_ssize_t C, Py_ssize_t T, Mode mode, double* s, floating* m,
+                Py_ssize_t C, Py_ssize_t T, Mode mode, bint stream, double* s, floating* m,
                 floating* d, floating* f, floating* e) noexcept nogil:
-    """The T positions from a, b and out; e is the (C, T) exp block for softmax.
+    """The T positions from a, b and out; e is the (C, T) exp block for softmax,
+    else a row of scratch for a result that is streamed out.
 
     The sums read four class rows per loop, after the C % 4 first.
     """
@@ -138,7 +144,14 @@ cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t 
         if mode == SOFTMAX:
             for k in range(T):
                 d[k] = <floating>(1.0 / s[k])
-            tile_scale(e, C, T, d, out, inner)
+            if not stream:
+                tile_scale(e, C, T, d, out, inner)
+                return
+            for c in range(C):
+                oc = e + c * T
+                for k in range(T):
+                    oc[k] = oc[k] * d[k]
+                stream_into(out + c * inner, oc, T, True)
             return
         for k in range(T):
             d[k] = <floating>log(s[k])
@@ -173,7 +186,7 @@ cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t 
     for c in range(C):
         ac = a + c * inner
         bc = b + c * inner
-        oc = out + c * inner
+        oc = e if stream else out + c * inner
         if mode == LOG_SOFTMAX:
             for k in range(T):
                 oc[k] = (ac[k] - m[k]) - d[k]
@@ -183,3 +196,5 @@ cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t 
         else:
             for k in range(T):
                 oc[k] = ac[k] - fexp(bc[k]) * d[k]
+        if stream:
+            stream_into(out + c * inner, e, T, True)

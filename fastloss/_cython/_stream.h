@@ -1,0 +1,47 @@
+/* Streaming (non-temporal) stores for large results.
+ *
+ * A normal store first reads the destination line into cache; a streaming
+ * store writes the whole line without reading it, halving the memory
+ * traffic of writing a large result.  The widest store the build's
+ * instruction set has is used on dst's 64-byte-aligned part; the ends get
+ * plain stores.  Streaming stores are weakly ordered: a block that used them
+ * calls fl_stream_fence() before its thread joins the others.
+ */
+#ifndef FASTLOSS_STREAM_H
+#define FASTLOSS_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <immintrin.h>
+
+static inline void fl_stream_fence(void) { _mm_sfence(); }
+
+static inline void fl_stream_float(float* dst, const float* src, ptrdiff_t n) {
+    ptrdiff_t j = 0, head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));
+    if (head > n) head = n;
+    for (; j < head; j++) dst[j] = src[j];
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+#elif defined(__AVX__)
+    for (; j + 8 <= n; j += 8) _mm256_stream_ps(dst + j, _mm256_loadu_ps(src + j));
+#else
+    for (; j + 4 <= n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+#endif
+    for (; j < n; j++) dst[j] = src[j];
+}
+
+static inline void fl_stream_double(double* dst, const double* src, ptrdiff_t n) {
+    ptrdiff_t j = 0, head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(double));
+    if (head > n) head = n;
+    for (; j < head; j++) dst[j] = src[j];
+#if defined(__AVX512F__)
+    for (; j + 8 <= n; j += 8) _mm512_stream_pd(dst + j, _mm512_loadu_pd(src + j));
+#elif defined(__AVX__)
+    for (; j + 4 <= n; j += 4) _mm256_stream_pd(dst + j, _mm256_loadu_pd(src + j));
+#else
+    for (; j + 2 <= n; j += 2) _mm_stream_pd(dst + j, _mm_loadu_pd(src + j));
+#endif
+    for (; j < n; j++) dst[j] = src[j];
+}
+
+#endif
