@@ -73,45 +73,57 @@ def torch_call(name, x, target, compiled=False):
 
 
 def best_times(calls, repeat):
-    """Best time of each call, the calls taking turns so that drift in machine load hits all alike."""
-    for call in calls.values():
+    """Best time of each call, the calls taking turns so that drift in machine load hits all alike.
+
+    ``calls`` maps a name to ``(prepare, call)``; only ``call`` is timed (``prepare``
+    picks the fastloss backend, as a user does once, not per call).
+    """
+    for prepare, call in calls.values():
+        prepare()
         call()  # warm-up: compilation, caches, first-touch of buffers
     best = dict.fromkeys(calls, float("inf"))
     for _ in range(repeat):
-        for name, call in calls.items():
+        for name, (prepare, call) in calls.items():
+            prepare()
             start = time.perf_counter()
             call()
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def with_backend(backend_name, call):
-    def run():
-        with fl.backend(backend_name):
-            call()
-    return run
+def _nothing():
+    pass
+
+
+def _use_backend(backend_name):
+    return lambda: fl.set_backend(backend_name)
 
 
 def measure(repeat, compiled):
     import torch
 
     torch.set_num_threads(fl.get_num_threads())
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, name, shape, required, options in WORKLOADS:
-        x, target = make_arrays(name, shape, rng)
-        calls = {"torch": torch_call(name, x, target)}
-        for backend_name in ("numba", "cython"):
-            calls[backend_name] = with_backend(backend_name, fastloss_call(name, x, target, **options))
-        rounds = repeat * 20 if x.size < 100_000 else repeat
-        row = {"label": label, "shape": shape, "required": required, **best_times(calls, rounds)}
-        if compiled and name == "cross_entropy" and not options:
-            # Timed on its own: inductor's OpenMP threads keep spinning after a call and
-            # would slow whichever call follows them.
-            row.update(best_times({"torch.compile": torch_call(name, x, target, compiled=True)}, rounds))
-        rows.append(row)
-        print_row(row)
-    return rows
+    chosen = fl.get_backend()
+    try:
+        return [_measure_workload(repeat, compiled, *workload) for workload in WORKLOADS]
+    finally:
+        fl.set_backend(chosen)
+
+
+def _measure_workload(repeat, compiled, label, name, shape, required, options):
+    x, target = make_arrays(name, shape, np.random.default_rng(0))
+    calls = {"torch": (_nothing, torch_call(name, x, target))}
+    for backend_name in ("numba", "cython"):
+        calls[backend_name] = (_use_backend(backend_name), fastloss_call(name, x, target, **options))
+    rounds = repeat * 20 if x.size < 100_000 else repeat
+    row = {"label": label, "shape": shape, "required": required, **best_times(calls, rounds)}
+    if compiled and name == "cross_entropy" and not options:
+        # Timed on its own: inductor's OpenMP threads keep spinning after a call and
+        # would slow whichever call follows them.
+        row.update(best_times({"torch.compile": (_nothing, torch_call(name, x, target, compiled=True))},
+                              rounds))
+    print_row(row)
+    return row
 
 
 def print_header():
