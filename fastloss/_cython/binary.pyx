@@ -2,7 +2,8 @@
 
 Every element is a position.  The flat element range is cut into blocks of
 BLOCK_ELEMS (fixed by the shape), a block into runs (one weight index k when
-inner > 1, a row of K weights when inner == 1), a run into CHUNK-sized
+inner > 1, a row of K weights when inner == 1, the whole block when there are
+no weights: short rows would leave most of a chunk to loop tails), a run into CHUNK-sized
 pieces: a piece's weights are laid out in scratch, its losses go to scratch,
 its gradient to grad_out (which may be the input: each element is read
 before it is written), then the losses are lane-summed and copied out.
@@ -102,7 +103,10 @@ cdef double _block(const floating* x, const floating* y, const floating* w,
     cdef floating* pwk = buf + 4 * CHUNK
     cdef floating* gk
     while f < f1:
-        if inner == 1:    # a run is (the rest of) a row of K elements, one weight each
+        if w == NULL and pw == NULL:    # no weights: one run, across rows
+            k = 0
+            end = f1
+        elif inner == 1:  # a run is (the rest of) a row of K elements, one weight each
             k = f % K
             end = min(f1, f - k + K)
         else:             # a run is (the rest of) inner elements sharing weight k
