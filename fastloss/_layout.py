@@ -7,6 +7,7 @@ C-contiguous (C order, Fortran order, channels-last, any transpose of a
 contiguous block) and needs no copy; only an array that is contiguous in no
 order (a strided slice, negative strides) is copied, once.
 """
+import functools
 import math
 
 import numpy as np
@@ -49,7 +50,7 @@ class ClassLayout:
     @classmethod
     def of(cls, arr, axis):
         """The layout that views ``arr`` without a copy when its memory allows it."""
-        return cls(arr.shape, axis, _memory_order(arr))
+        return _cached_layout(arr.shape, axis, _memory_order(arr))
 
     # -- arrays of the full shape -------------------------------------------------
     def view(self, arr, dtype):
@@ -82,6 +83,12 @@ class ClassLayout:
         """A new array of the position shape, and its ``(outer, inner)`` view."""
         moved = np.empty(self._ordered_positions, dtype)
         return moved.transpose(self._position_inverse), moved.reshape(self.outer, self.inner)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_layout(shape, axis, order):
+    """Layouts are immutable: a training loop's repeated shapes build theirs once."""
+    return ClassLayout(shape, axis, order)
 
 
 def _inverse(permutation):
