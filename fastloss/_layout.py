@@ -42,6 +42,7 @@ class ClassLayout:
         self.position_shape = self.shape[:axis] + self.shape[axis + 1:]
         self.position_order = tuple(ax - (ax > axis) for ax in self.order if ax != axis)
         # Inverse permutations, and the memory-order shapes, kept: small calls pay for every NumPy call.
+        self._in_order = self.order == tuple(range(len(self.shape)))
         self._full_inverse = _inverse(self.order)
         self._position_inverse = _inverse(self.position_order)
         self._ordered_shape = tuple(self.shape[ax] for ax in self.order)
@@ -62,6 +63,8 @@ class ClassLayout:
 
     def canonical(self, arr, dtype):
         """``arr`` as ``(outer, C, inner)`` of ``dtype``, copying (once) only if needed."""
+        if self._in_order and arr.dtype == dtype and arr.flags.c_contiguous:
+            return arr.reshape(self.outer, self.classes, self.inner)  # the common case, cheaply
         moved = np.ascontiguousarray(arr.transpose(self.order), dtype=dtype)
         return moved.reshape(self.outer, self.classes, self.inner)
 
@@ -142,6 +145,8 @@ def private_copy(canonical, original):
     return None if np.may_share_memory(canonical, original) else canonical
 
 
+@functools.lru_cache(maxsize=64)
 def absent(ndim, dtype):
-    """The size-0 array a kernel takes for an optional argument that was not given."""
+    """The size-0 array a kernel takes for an optional argument that was not given
+    (shared: nothing can be written to it)."""
     return np.empty((0,) * ndim, dtype)

@@ -1,10 +1,16 @@
 """Thread count of the Numba kernels.
 
 Numba keeps the count per calling thread, so the dispatcher sets it before
-every kernel call; a request above Numba's pool size (``NUMBA_NUM_THREADS``)
-is capped to it rather than raising.
+every kernel call (a no-op when this thread last set the same count); a
+request above Numba's pool size (``NUMBA_NUM_THREADS``) is capped to it
+rather than raising.
 """
+import threading
+
 import numba
+
+# The count this module last set in each thread: asking Numba costs a small call ~1 us.
+_last_set = threading.local()
 
 
 def set_num_threads(n):
@@ -13,8 +19,9 @@ def set_num_threads(n):
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
     n = min(n, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != n:  # the check costs a quarter of the set
+    if getattr(_last_set, "n", None) != n:
         numba.set_num_threads(n)
+        _last_set.n = n
 
 
 def get_num_threads():
