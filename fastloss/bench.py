@@ -76,14 +76,18 @@ def best_times(calls, repeat):
     """Best time of each call, the calls taking turns so that drift in machine load hits all alike.
 
     ``calls`` maps a name to ``(prepare, call)``; only ``call`` is timed (``prepare``
-    picks the fastloss backend, as a user does once, not per call).
+    picks the fastloss backend, as a user does once, not per call).  The turn order
+    rotates every round: a call that follows torch finds torch's OpenMP threads still
+    spinning for a while, and no implementation should always be the one that does.
     """
     for prepare, call in calls.values():
         prepare()
         call()  # warm-up: compilation, caches, first-touch of buffers
     best = dict.fromkeys(calls, float("inf"))
-    for _ in range(repeat):
-        for name, (prepare, call) in calls.items():
+    names = list(calls)
+    for round_ in range(repeat):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            prepare, call = calls[name]
             prepare()
             start = time.perf_counter()
             call()
@@ -131,12 +135,17 @@ def print_header():
           f"{'numba x':>8} {'cython x':>8} {'needed':>7}")
 
 
+def _duration(seconds):
+    """Nine characters: milliseconds, or microseconds below one millisecond."""
+    return f"{seconds * 1e3:7.2f}ms" if seconds >= 1e-3 else f"{seconds * 1e6:7.1f}us"
+
+
 def print_row(row):
-    compiled = f"{row['torch.compile'] * 1e3:7.2f}ms" if "torch.compile" in row else f"{'-':>9}"
+    compiled = _duration(row["torch.compile"]) if "torch.compile" in row else f"{'-':>9}"
     speedups = [row["torch"] / row[b] for b in ("numba", "cython")]
     marks = ["" if s >= row["required"] else "!" for s in speedups]
-    print(f"{row['label']:<30} {str(row['shape']):<20} {row['torch'] * 1e3:7.2f}ms {compiled} "
-          f"{row['numba'] * 1e3:7.2f}ms {row['cython'] * 1e3:7.2f}ms "
+    print(f"{row['label']:<30} {str(row['shape']):<20} {_duration(row['torch'])} {compiled} "
+          f"{_duration(row['numba'])} {_duration(row['cython'])} "
           f"{speedups[0]:7.1f}{marks[0]:1} {speedups[1]:7.1f}{marks[1]:1} {row['required']:6}x")
 
 
