@@ -179,27 +179,36 @@ cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk
                         const floating* pwk,
                         bint has_pw, double gscale, const floating* go, floating* gr,
                         Py_ssize_t n, floating* loss, floating* z) noexcept nogil:
-    """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp."""
+    """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp.
+
+    Arithmetic in x's dtype, grad_output's scale included; has_pw is tested outside
+    the loops (inside, gcc would compute both forms under masks).
+    """
     cdef Py_ssize_t j
-    cdef floating one = 1, zero = 0, xj, ls, sig, t
+    cdef floating one = 1, zero = 0, g = <floating>gscale, xj, ls, sig, t
     # The exp loop on its own: values live across its libmvec call would be spilled.
     for j in range(n):
         xj = x[j]
         z[j] = fexp(xj if xj < zero else -xj)
-    for j in range(n):
-        xj = x[j]
-        ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
-        if has_pw:
+    if has_pw:
+        for j in range(n):
+            xj = x[j]
+            ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
             loss[j] = ((one - y[j]) * xj - ((pwk[j] - one) * y[j] + one) * ls) * wk[j]
-        else:
+    else:
+        for j in range(n):
+            xj = x[j]
+            ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
             loss[j] = ((one - y[j]) * xj - ls) * wk[j]
     if gr == NULL:
         return
-    for j in range(n):
-        # One division with a selected numerator: a division per branch would not vectorise.
-        sig = (one if x[j] >= zero else z[j]) / (one + z[j])
-        if has_pw:
+    # One division with a selected numerator: a division per branch would not vectorise.
+    if has_pw:
+        for j in range(n):
+            sig = (one if x[j] >= zero else z[j]) / (one + z[j])
             t = pwk[j] * y[j]
-            gr[j] = ((t + one - y[j]) * sig - t) * <floating>(gscale * go[j]) * wk[j]
-        else:
-            gr[j] = (sig - y[j]) * <floating>(gscale * go[j]) * wk[j]
+            gr[j] = ((t + one - y[j]) * sig - t) * (g * go[j]) * wk[j]
+    else:
+        for j in range(n):
+            sig = (one if x[j] >= zero else z[j]) / (one + z[j])
+            gr[j] = (sig - y[j]) * (g * go[j]) * wk[j]
