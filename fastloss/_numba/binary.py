@@ -30,7 +30,7 @@ from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 
 # Elements per `_segment` call: its scratch stays in L1.
-SEGMENT = 2048
+SEGMENT = 1024
 
 
 def _at(v, j):
