@@ -158,7 +158,7 @@ cdef void _probs_chunk(const floating* p, const floating* y, const floating* wk,
     cdef Py_ssize_t j
     # Typed constants: Cython writes a bare 1 as the double 1.0, which would
     # lift float math to double and stop the loop vectorising.
-    cdef floating one = 1, floor = -100, lp, l1p, d
+    cdef floating one = 1, floor = -100, g = <floating>gscale, lp, l1p, d
     # torch's EPSILON is a float even for double input.
     cdef floating eps = <floating>(<float>1e-12)
     for j in range(n):
@@ -172,7 +172,7 @@ cdef void _probs_chunk(const floating* p, const floating* y, const floating* wk,
     for j in range(n):
         d = (one - p[j]) * p[j]
         d = eps if d < eps else d
-        gr[j] = <floating>(gscale * go[j]) * (p[j] - y[j]) / d * wk[j]
+        gr[j] = (g * go[j]) * (p[j] - y[j]) / d * wk[j]
 
 
 cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk,
