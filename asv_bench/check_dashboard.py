@@ -1,6 +1,8 @@
 """Publish the asv dashboard and prove in headless Chromium that its graphs render.
 
-Run from anywhere after results exist (e.g. ``asv run -E existing --quick``)::
+Run from anywhere once results of the current benchmark code are saved (``asv run``,
+or ``asv run -E existing --set-commit-hash $(git rev-parse HEAD)``; a ``--quick`` run
+or an existing environment without a commit hash saves none)::
 
     python asv_bench/check_dashboard.py [--screenshot dashboard.png]
 
