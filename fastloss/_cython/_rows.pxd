@@ -367,6 +367,9 @@ cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C
         s[k] = 0
     for gi in range(n_chunks(C, n_group)):
         g = gi * n_group
+        if floating is float:
+            for k in range(T):
+                f[k] = 0
         for c in range(g, min(C, g + n_group)):
             xc = x + c * stride
             ec = e + c * T if e != NULL else NULL
@@ -379,15 +382,6 @@ cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C
                 else:
                     for k in range(T):
                         s[k] += fexp(xc[k] - m[k])
-            elif c == g:
-                if e != NULL:
-                    for k in range(T):
-                        v = fexp(xc[k] - m[k])
-                        ec[k] = v
-                        f[k] = v
-                else:
-                    for k in range(T):
-                        f[k] = fexp(xc[k] - m[k])
             else:
                 if e != NULL:
                     for k in range(T):
