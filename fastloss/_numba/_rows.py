@@ -208,6 +208,13 @@ def scale_into(e, a, out):
 
 
 @njit(cache=True, error_model="numpy")
+def scale_in_place(v, a):
+    """``v *= a``; one array in the loop, so no overlap check keeps it scalar."""
+    for j in range(v.shape[0]):
+        v[j] = a * v[j]
+
+
+@njit(cache=True, error_model="numpy")
 def copy_into(src, out):
     """``out[:] = src``; the loop that lets an aliased result leave scratch."""
     for j in range(src.shape[0]):

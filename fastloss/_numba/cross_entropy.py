@@ -21,8 +21,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max,
-                    row_max_fast, row_sum, scale_into, stream_fence, stream_into, sum_partials, tile_blocking,
-                    tile_exp, tile_exp_fast, tile_max, tile_max_fast)
+                    row_max_fast, row_sum, scale_in_place, scale_into, stream_fence, stream_into, sum_partials,
+                    tile_blocking, tile_exp, tile_exp_fast, tile_max, tile_max_fast)
 from ._vmath import vlog
 
 
@@ -66,12 +66,29 @@ def _class_position(ls, inv_s, dxt, et, sm, wt, W, eps, C, g):
 
 
 @njit(cache=True, error_model="numpy")
+def _smoothed_gradient(v, a, b, weight, smooth):
+    """``v = a v - b w`` in place (``w = 1`` without weights; ``a v`` alone unless ``smooth``)."""
+    if not smooth:
+        scale_in_place(v, a)
+    elif weight.size != 0:
+        for j in range(v.shape[0]):
+            v[j] = a * v[j] - b * weight[j]
+    else:
+        for j in range(v.shape[0]):
+            v[j] = a * v[j] - b
+
+
+@njit(cache=True, error_model="numpy")
 def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
                 grad_out, g2, r0, r1):
     C = x2.shape[1]
     dt = x2.dtype.type
     has_w = weight.size != 0
-    e = np.empty(C, x2.dtype)
+    # The exps go straight into the gradient row, and are scaled there: its
+    # first write from memory then overlaps the exp work instead of being a
+    # memory-bound last pass.  A gradient written over x takes them in scratch.
+    direct = g2.size != 0 and g2.ctypes.data != x2.ctypes.data
+    scratch = np.empty(0 if direct else C, x2.dtype)
     prod = np.empty(C if eps != 0.0 else 0)
     part = 0.0
     for r in range(r0, r1):
@@ -85,6 +102,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                     gr[j] = fill
         else:
             xr = x2[r]
+            e = g2[r] if direct else scratch
             # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
             m = row_max_fast(xr)
             s = row_exp_sum(xr, m, e)
@@ -99,14 +117,12 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                                           np.float64(e[t]), sm, wt, W, eps, C, g)
             if g2.size != 0:
                 gr = g2[r]
-                if eps == 0.0:
-                    scale_into(e, dt(a), gr)
-                elif has_w:
-                    for j in range(C):
-                        gr[j] = dt(a) * e[j] - dt(b) * weight[j]
+                if direct:
+                    _smoothed_gradient(gr, dt(a), dt(b), weight, eps != 0.0)
                 else:
-                    for j in range(C):
-                        gr[j] = dt(a) * e[j] - dt(b)
+                    scale_into(e, dt(a), gr)
+                    if eps != 0.0:
+                        _smoothed_gradient(gr, dt(1.0), dt(b), weight, True)
                 gr[t] = gt
         part += l
         if loss_out.size != 0:

@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum, row_max_fast,
-                    row_sum, row_weighted_sum, scale_into, stream_fence, stream_into, tile_blocking,
-                    tile_exp_fast, tile_max_fast)
+                    row_sum, row_weighted_sum, scale_in_place, scale_into, stream_fence, stream_into,
+                    tile_blocking, tile_exp_fast, tile_max_fast)
 from ._vmath import vexp, vlog
 
 
@@ -55,6 +55,10 @@ def _forward_rows(x2, out2, r0, r1, log):
                 for j in range(C):
                     e[j] = (xr[j] - m) - ls
                 copy_into(e, out2[r])
+        elif apart:
+            # The exps go straight into out, as in cross-entropy's rows.
+            orow = out2[r]
+            scale_in_place(orow, dt(1.0 / row_exp_sum(xr, m, orow)))
         else:
             s = row_exp_sum(xr, m, e)
             scale_into(e, dt(1.0 / s), out2[r])
