@@ -8,13 +8,13 @@ accumulators merged in a fixed order: gcc vectorises them without
 the thread count or instruction set.  Tile loops (inner > 1) keep one accumulator per position,
 so they are element-wise and vectorise as written.  The exp/log wrappers pick
 the float or double libm function; _simd_math.h lets gcc call their libmvec
-vector variants.
+vector variants, and holds the inline float32 exp behind fexp_neg.
 """
 from cython cimport floating
 from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 
-cdef extern from "_simd_math.h":
-    pass
+cdef extern from "_simd_math.h" nogil:
+    float fl_expf_neg(float)
 
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
@@ -45,6 +45,14 @@ cdef enum:
 cdef inline floating fexp(floating v) noexcept nogil:
     if floating is float:
         return expf(v)
+    else:
+        return exp(v)
+
+
+cdef inline floating fexp_neg(floating v) noexcept nogil:
+    """exp(v) for v <= 0 or NaN (as exp(x - max) and exp(-|x|) are): float32 inline."""
+    if floating is float:
+        return fl_expf_neg(v)
     else:
         return exp(v)
 
@@ -293,21 +301,40 @@ cdef inline double shifted_dot(const floating* x, double m, const floating* w,
 
 cdef inline double exp_shift(const floating* x, floating m, floating* e,
                              Py_ssize_t n) noexcept nogil:
-    """e = exp(x - m) (e may be x); returns sum(e), lane-summed like lane_sum."""
+    """e = exp(x - m) (e may be x); returns sum(e) over LANES lanes in a fixed order.
+
+    float32 lanes sum up to EXP_GROUP terms in float32 before they join their
+    float64 accumulator (as in the tiles): float64 lanes fed every float32 term
+    stay in memory, and the loop then waits on their store-to-load latency.
+    """
     cdef double acc[LANES]
+    cdef float part[LANES]
     cdef double tail = 0
     cdef floating v
-    cdef Py_ssize_t j, jb, k, nv = n - n % LANES
+    cdef Py_ssize_t j, jb, jg, k, nb = n // LANES
     for k in range(LANES):
         acc[k] = 0
-    for jb in range(nv // LANES):
-        j = jb * LANES
-        for k in range(LANES):
-            v = fexp(x[j + k] - m)
-            e[j + k] = v
-            acc[k] += v
-    for j in range(nv, n):
-        v = fexp(x[j] - m)
+    if floating is float:
+        for jg in range(n_chunks(nb, EXP_GROUP)):
+            for k in range(LANES):
+                part[k] = 0
+            for jb in range(jg * EXP_GROUP, min((jg + 1) * EXP_GROUP, nb)):
+                j = jb * LANES
+                for k in range(LANES):
+                    v = fexp_neg(x[j + k] - m)
+                    e[j + k] = v
+                    part[k] += v
+            for k in range(LANES):
+                acc[k] += part[k]
+    else:
+        for jb in range(nb):
+            j = jb * LANES
+            for k in range(LANES):
+                v = fexp_neg(x[j + k] - m)
+                e[j + k] = v
+                acc[k] += v
+    for j in range(nb * LANES, n):
+        v = fexp_neg(x[j] - m)
         e[j] = v
         tail += v
     return merge_lanes(acc) + tail
@@ -376,21 +403,21 @@ cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C
             if floating is double:
                 if e != NULL:
                     for k in range(T):
-                        v = fexp(xc[k] - m[k])
+                        v = fexp_neg(xc[k] - m[k])
                         ec[k] = v
                         s[k] += v
                 else:
                     for k in range(T):
-                        s[k] += fexp(xc[k] - m[k])
+                        s[k] += fexp_neg(xc[k] - m[k])
             else:
                 if e != NULL:
                     for k in range(T):
-                        v = fexp(xc[k] - m[k])
+                        v = fexp_neg(xc[k] - m[k])
                         ec[k] = v
                         f[k] += v
                 else:
                     for k in range(T):
-                        f[k] += fexp(xc[k] - m[k])
+                        f[k] += fexp_neg(xc[k] - m[k])
         if floating is float:
             for k in range(T):
                 s[k] += f[k]

@@ -17,7 +17,7 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, STREAM_BYTES, advance, check_scratch, check_shape, fexp, fl_stream_fence, flog,
+    BLOCK_ELEMS, STREAM_BYTES, advance, check_scratch, check_shape, fexp_neg, fl_stream_fence, flog,
     flog1p, flog1p_unit, lane_sum, n_chunks, n_items, stream_into, sum_in_order, thread_scratch,
 )
 
@@ -186,10 +186,10 @@ cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk
     """
     cdef Py_ssize_t j
     cdef floating one = 1, zero = 0, g = <floating>gscale, xj, ls, sig, t
-    # The exp loop on its own: values live across its libmvec call would be spilled.
+    # The exp loop on its own: values live across a libmvec call (float64) would be spilled.
     for j in range(n):
         xj = x[j]
-        z[j] = fexp(xj if xj < zero else -xj)
+        z[j] = fexp_neg(xj if xj < zero else -xj)
     if has_pw:
         for j in range(n):
             xj = x[j]
