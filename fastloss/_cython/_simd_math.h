@@ -38,31 +38,29 @@ double log1p(double);
 /* exp(x) for x <= 0 or NaN, inline so that a loop calling it vectorises with
  * no call at all: libmvec's expf handles the whole range and costs about a
  * third more.  The steps and constants are those of the Numba backend's
- * vexp_neg (Cephes expf, within one ulp): n = round(x / ln2) by the
- * 1.5 * 2^23 rounding trick, r = x - n ln2 with ln2 in two parts, and the
- * scale 2^n applied as 2^(n + 64) * 2^-64 so that results down to the
- * subnormals round once (x is clamped to -110, where exp rounds to 0). */
+ * vexp_neg (_vmath.py): Cephes expf's reduction, n = round(x / ln2) by the
+ * 1.5 * 2^23 rounding trick and r = x - n ln2 with ln2 in two parts, then
+ * exp(r) = 1 + r (1 + r P(r)) with a degree-4 P (within 1.03 ulp).  The
+ * polynomial is evaluated times 2^-64 (its coefficients scaled exactly), so
+ * one multiply by 2^(n + 64), a normal number for x >= -110, gives the
+ * result, a subnormal one rounded once; below -110 exp rounds to 0. */
 static inline float fl_expf_neg(float x)
 {
-    const float magic = 12582912.0f;
-    float k, n, r, p, y, scale, unscale;
+    const float magic = 12582912.0f, down = 0x1p-64f;
+    float k, n, r, p, scale;
     uint32_t bits;
     x = x < -110.0f ? -110.0f : x;  /* NaN falls through */
     k = fmaf(x, 1.44269504088896341f, magic);
     n = k - magic;
     r = fmaf(n, 2.12194440e-4f, fmaf(n, -0.693359375f, x));
-    p = fmaf(1.9875691500e-4f, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    y = fmaf(p, r * r, r) + 1.0f;
+    p = fmaf(1.3879673788e-3f * down, r, 8.3687296137e-3f * down);
+    p = fmaf(p, r, 4.1667226702e-2f * down);
+    p = fmaf(p, r, 1.6666521132e-1f * down);
+    p = fmaf(p, r, 4.9999997020e-1f * down);
     memcpy(&bits, &k, sizeof bits);
     bits = (bits + (127u + 64u - 0x4b400000u)) << 23;
     memcpy(&scale, &bits, sizeof scale);
-    bits = (127u - 64u) << 23;
-    memcpy(&unscale, &bits, sizeof unscale);
-    return y * scale * unscale;
+    return fmaf(r, fmaf(r, p, down), down) * scale;
 }
 
 #endif

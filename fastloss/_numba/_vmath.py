@@ -142,10 +142,12 @@ def _consts(dtype, *values):
 # Cephes expf / exp, evaluated with fma: n = round(x / ln2) by the
 # magic-number trick (no float-to-int conversion, undefined for NaN), then
 # r = x - n ln2 with ln2 in two parts.  Below lo the result rounds to 0,
-# above hi it overflows.
+# above hi it overflows.  float32: exp(r) = 1 + r + r^2 P(r) with P of degree
+# 4, not Cephes' 5 (fitted to the relative error on |r| <= ln2 / 2: 4e-9, far
+# below float32's rounding; over 23M x in [-87, 0] the result is within 1.03
+# ulp of exp, Cephes' within 1.01).
 _E32 = _consts(np.float32, -110.0, 89.0, 1.44269504088896341, 12582912.0, -0.693359375, 2.12194440e-4,
-               1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-               5.0000001201e-1, 1.0)
+               1.3879673788e-3, 8.3687296137e-3, 4.1667226702e-2, 1.6666521132e-1, 4.9999997020e-1, 1.0)
 _E64 = _consts(np.float64, -760.0, 710.0, 1.4426950408889634, 6755399441055744.0, -6.93145751953125e-1,
                -1.42860682030941723212e-6,
                1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1,
@@ -156,7 +158,7 @@ _E64 = _consts(np.float64, -760.0, 710.0, 1.4426950408889634, 6755399441055744.0
 def _exp_impl(x, ldexp, clamp_hi):
     """Build the exp of one dtype around a scaling intrinsic."""
     if x == types.float32:
-        lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, p5, one = _E32
+        lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, one = _E32
 
         def exp32(x):
             # NaN-keeping comparison order: NaN falls through both clamps.
@@ -166,7 +168,7 @@ def _exp_impl(x, ldexp, clamp_hi):
             k = fma(x, log2e, magic)
             n = k - magic
             r = fma(n, c2, fma(n, c1, x))
-            p = fma(fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
+            p = fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4)
             return ldexp(fma(p, r * r, r) + one, k)
 
         return exp32
@@ -220,14 +222,14 @@ def _pow2_neg(typingctx, k):
 
 
 # The float32 exp polynomial scaled by 2**-offset (exact: powers of two).
-_E32N = tuple(np.float32(v * 2.0 ** -_NEG_OFFSET[types.float32]) for v in _E32[6:13])
+_E32N = tuple(np.float32(v * 2.0 ** -_NEG_OFFSET[types.float32]) for v in _E32[6:12])
 
 
 @overload(vexp_neg)
 def _vexp_neg(x):
     if x == types.float32:
         lo, log2e, magic, c1, c2 = _E32[0], _E32[2], _E32[3], _E32[4], _E32[5]
-        q0, q1, q2, q3, q4, q5, cc = _E32N
+        q0, q1, q2, q3, q4, cc = _E32N
 
         def exp32neg(x):
             # exp(r) = 1 + r (1 + r P(r)), evaluated times 2**-offset with
@@ -237,7 +239,7 @@ def _vexp_neg(x):
             k = fma(x, log2e, magic)
             n = k - magic
             r = fma(n, c2, fma(n, c1, x))
-            p = fma(fma(fma(fma(fma(q0, r, q1), r, q2), r, q3), r, q4), r, q5)
+            p = fma(fma(fma(fma(q0, r, q1), r, q2), r, q3), r, q4)
             return fma(r, fma(r, p, cc), cc) * _pow2_neg(k)
 
         return exp32neg
