@@ -432,9 +432,10 @@ def tile_max_fast(x, o, i0, n, m):
 
 
 @njit(cache=True, error_model="numpy")
-def tile_exp_fast(x, o, i0, n, m, e, s, s32):
-    """As `tile_exp` with ``e`` flat ``(C * T)`` scratch; float32 sums over
-    groups of ``SUB32`` classes are folded into the float64 ``s``.
+def tile_exp_fast(x, o, i0, n, m, e, s, s32, keep):
+    """As `tile_exp` with ``e`` flat ``(C * T)`` scratch, written only if ``keep``
+    (a loss or log_softmax needs the sums alone); float32 sums over groups of
+    ``SUB32`` classes are folded into the float64 ``s``.
 
     Four class rows per sweep, as in `tile_max_fast`.
     """
@@ -452,29 +453,39 @@ def tile_exp_fast(x, o, i0, n, m, e, s, s32):
             xb = x[o, c + 1, i0:i0 + n]
             xc = x[o, c + 2, i0:i0 + n]
             xd = x[o, c + 3, i0:i0 + n]
-            ea = e[c * n:(c + 1) * n]
-            eb = e[(c + 1) * n:(c + 2) * n]
-            ec = e[(c + 2) * n:(c + 3) * n]
-            ed = e[(c + 3) * n:(c + 4) * n]
-            for i in range(n):
-                mi = m[i]
-                va = vexp_neg(xa[i] - mi)
-                vb = vexp_neg(xb[i] - mi)
-                vc = vexp_neg(xc[i] - mi)
-                vd = vexp_neg(xd[i] - mi)
-                ea[i] = va
-                eb[i] = vb
-                ec[i] = vc
-                ed[i] = vd
-                s32[i] += (va + vb) + (vc + vd)
+            if keep:
+                ea = e[c * n:(c + 1) * n]
+                eb = e[(c + 1) * n:(c + 2) * n]
+                ec = e[(c + 2) * n:(c + 3) * n]
+                ed = e[(c + 3) * n:(c + 4) * n]
+                for i in range(n):
+                    mi = m[i]
+                    va = vexp_neg(xa[i] - mi)
+                    vb = vexp_neg(xb[i] - mi)
+                    vc = vexp_neg(xc[i] - mi)
+                    vd = vexp_neg(xd[i] - mi)
+                    ea[i] = va
+                    eb[i] = vb
+                    ec[i] = vc
+                    ed[i] = vd
+                    s32[i] += (va + vb) + (vc + vd)
+            else:
+                for i in range(n):
+                    mi = m[i]
+                    s32[i] += ((vexp_neg(xa[i] - mi) + vexp_neg(xb[i] - mi))
+                               + (vexp_neg(xc[i] - mi) + vexp_neg(xd[i] - mi)))
             c += 4
         for c in range(c, c1):
             xc = x[o, c, i0:i0 + n]
-            ec = e[c * n:(c + 1) * n]
-            for i in range(n):
-                v = vexp_neg(xc[i] - m[i])
-                ec[i] = v
-                s32[i] += v
+            if keep:
+                ec = e[c * n:(c + 1) * n]
+                for i in range(n):
+                    v = vexp_neg(xc[i] - m[i])
+                    ec[i] = v
+                    s32[i] += v
+            else:
+                for i in range(n):
+                    s32[i] += vexp_neg(xc[i] - m[i])
         for i in range(n):
             s[i] += s32[i]
         c0 = c1

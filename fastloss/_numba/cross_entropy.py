@@ -159,7 +159,7 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
     # the position's sum s NaN, and so its loss and gradient.
     tile_max_fast(x, o, i0, n, m)
-    tile_exp_fast(x, o, i0, n, m, e, s, s32)
+    tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
     # Targets as int32, -1 where ignored (matching no class); their logits and
     # exps are gathered here, per position, to keep the class loops select-free.
     xo = x[o].reshape(C * x.shape[2])[i0:]
@@ -169,7 +169,7 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         tc = np.int32(t) if on else np.int32(0)  # a class row to read from either way
         tg[i] = tc if on else np.int32(-1)
         xv = xo[tc * x.shape[2] + i]
-        ev = e[tc * n + i]
+        ev = e[tc * n + i] if has_g else dt(1)
         xt[i] = xv if on else dt(0)
         et[i] = ev if on else dt(1)
     sm = f1

@@ -71,7 +71,7 @@ def _forward_tile(x, out, o, i0, n, log, stream, m, a, s, s32, e):
     C = x.shape[1]
     # NaN-dropping max, as for rows.
     tile_max_fast(x, o, i0, n, m)
-    tile_exp_fast(x, o, i0, n, m, e, s, s32)
+    tile_exp_fast(x, o, i0, n, m, e, s, s32, not log)
     if log:
         for i in range(n):
             a[i] = dt(vlog(s[i]))
