@@ -21,7 +21,7 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
-    fl_stream_fence, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
+    fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
     shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_max, tile_width,
 )
 
@@ -323,7 +323,9 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                 wts[k] = 1
     tile_exp_sum(x, inner, C, T, m, pe if gr != NULL else NULL, f, s)
     for k in range(T):
-        ls[k] = log(s[k])
+        # In x's dtype: s lies in [1, C] (or is NaN), where a float32 log is as
+        # good as the float32 result needs and a quarter of the float64 one's work.
+        ls[k] = flog(<floating>s[k])
     if go != NULL:
         for k in range(T):
             G[k] = gscale * go[k]

@@ -15,7 +15,7 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp, fl_stream_fence,
-    lane_sum, n_chunks, row_dot, row_max, stream_into, thread_scratch, tile_exp_sum, tile_max,
+    flog, lane_sum, n_chunks, row_dot, row_max, stream_into, thread_scratch, tile_exp_sum, tile_max,
     tile_scale, tile_width,
 )
 
@@ -154,7 +154,7 @@ cdef void _tile(const floating* a, const floating* b, floating* out, Py_ssize_t 
                 stream_into(out + c * inner, oc, T, True)
             return
         for k in range(T):
-            d[k] = <floating>log(s[k])
+            d[k] = flog(<floating>s[k])  # s in [1, C]: as in cross_entropy's tiles
     else:
         # Class by class, as for a row; four rows per loop keep that order.
         for k in range(T):

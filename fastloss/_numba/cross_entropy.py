@@ -194,7 +194,9 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     for i in range(n):
         g = grad_scale * grad_output[o, i0 + i] if has_go else grad_scale
         sv = s[i]
-        l, ai, bi, gti = _class_position(vlog(sv), 1.0 / sv, np.float64(xt[i]) - np.float64(m[i]),
+        # log(s) in x's dtype: s lies in [1, C] (or is NaN), and a float32 log is a
+        # quarter of the float64 one's work at the same vector width.
+        l, ai, bi, gti = _class_position(np.float64(vlog(dt(sv))), 1.0 / sv, np.float64(xt[i]) - np.float64(m[i]),
                                          np.float64(et[i]), sm[i], wt[i], W, eps, C, g)
         on = tg[i] >= 0
         lv[i] = l if on else 0.0

@@ -74,7 +74,7 @@ def _forward_tile(x, out, o, i0, n, log, stream, m, a, s, s32, e):
     tile_exp_fast(x, o, i0, n, m, e, s, s32, not log)
     if log:
         for i in range(n):
-            a[i] = dt(vlog(s[i]))
+            a[i] = vlog(dt(s[i]))  # s in [1, C]: as in cross-entropy's tiles
     else:
         for i in range(n):
             a[i] = dt(1.0 / s[i])
