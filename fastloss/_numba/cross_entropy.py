@@ -120,6 +120,9 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                 if direct:
                     _smoothed_gradient(gr, dt(a), dt(b), weight, eps != 0.0)
                 else:
+                    # gr is x: scale out of scratch, then smooth in place.  (One helper
+                    # taking a source and a destination, passed gr twice in the direct
+                    # case, stayed scalar there: 2.2 -> 3.0 ms on (8192, 1000).)
                     scale_into(e, dt(a), gr)
                     if eps != 0.0:
                         _smoothed_gradient(gr, dt(1.0), dt(b), weight, True)
