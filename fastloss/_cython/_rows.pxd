@@ -5,7 +5,8 @@
 Row loops (inner == 1) reduce a contiguous row into LANES independent
 accumulators merged in a fixed order: gcc vectorises them without
 -ffast-math, and the order of the additions is fixed by the source, whatever
-the thread count or instruction set.  Tile loops (inner > 1) keep one accumulator per position,
+the thread count or instruction set.  The float32 exp-sum of a row is the
+exception (fl_exp_shift_f32): its order follows the build's vector width.  Tile loops (inner > 1) keep one accumulator per position,
 so they are element-wise and vectorise as written.  The exp/log wrappers pick
 the float or double libm function; _simd_math.h lets gcc call their libmvec
 vector variants, and holds the inline float32 exp behind fexp_neg.
@@ -15,6 +16,7 @@ from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 
 cdef extern from "_simd_math.h" nogil:
     float fl_expf_neg(float)
+    double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n)
 
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
@@ -37,7 +39,8 @@ cdef enum:
     TILE_BYTES = 1 << 19
     TILE_MIN = 16
     TILE_MAX = 8192
-    # float32 exps summed in float32 over this many classes, then into float64.
+    # A tile's float32 exps are summed in float32 over this many classes, then
+    # into float64.
     EXP_GROUP = 8
     ALIGN = 64
 
@@ -301,38 +304,30 @@ cdef inline double shifted_dot(const floating* x, double m, const floating* w,
 
 cdef inline double exp_shift(const floating* x, floating m, floating* e,
                              Py_ssize_t n) noexcept nogil:
-    """e = exp(x - m) (e may be x); returns sum(e) over LANES lanes in a fixed order.
+    """e = exp(x - m) (e may be x); returns sum(e).
 
-    float32 lanes sum up to EXP_GROUP terms in float32 before they join their
-    float64 accumulator (as in the tiles): float64 lanes fed every float32 term
-    stay in memory, and the loop then waits on their store-to-load latency.
+    float32: fl_exp_shift_f32 (_simd_math.h).  float64: LANES lanes in a fixed order.
     """
+    if floating is float:
+        return fl_exp_shift_f32(x, m, e, n)
+    else:
+        return exp_shift_lanes(x, m, e, n)
+
+
+cdef inline double exp_shift_lanes(const floating* x, floating m, floating* e,
+                                   Py_ssize_t n) noexcept nogil:
     cdef double acc[LANES]
-    cdef float part[LANES]
     cdef double tail = 0
     cdef floating v
-    cdef Py_ssize_t j, jb, jg, k, nb = n // LANES
+    cdef Py_ssize_t j, jb, k, nb = n // LANES
     for k in range(LANES):
         acc[k] = 0
-    if floating is float:
-        for jg in range(n_chunks(nb, EXP_GROUP)):
-            for k in range(LANES):
-                part[k] = 0
-            for jb in range(jg * EXP_GROUP, min((jg + 1) * EXP_GROUP, nb)):
-                j = jb * LANES
-                for k in range(LANES):
-                    v = fexp_neg(x[j + k] - m)
-                    e[j + k] = v
-                    part[k] += v
-            for k in range(LANES):
-                acc[k] += part[k]
-    else:
-        for jb in range(nb):
-            j = jb * LANES
-            for k in range(LANES):
-                v = fexp_neg(x[j + k] - m)
-                e[j + k] = v
-                acc[k] += v
+    for jb in range(nb):
+        j = jb * LANES
+        for k in range(LANES):
+            v = fexp_neg(x[j + k] - m)
+            e[j + k] = v
+            acc[k] += v
     for j in range(nb * LANES, n):
         v = fexp_neg(x[j] - m)
         e[j] = v

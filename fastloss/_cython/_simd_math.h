@@ -32,6 +32,7 @@ double log1p(double);
 #endif
 #endif
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -61,6 +62,32 @@ static inline float fl_expf_neg(float x)
     bits = (bits + (127u + 64u - 0x4b400000u)) << 23;
     memcpy(&scale, &bits, sizeof scale);
     return fmaf(r, fmaf(r, p, down), down) * scale;
+}
+
+/* e = exp(x - m) for a row with m = max(x) (e may be x); returns sum(e).
+ *
+ * The float32 sum runs in the vector lanes of an `omp simd` reduction, kept
+ * in registers: Cython's explicit lane arrays stay on the stack, every chunk
+ * then paying a store and a reload.  So the order of the additions is set by
+ * the build's vector width (and the row length), not by the thread count.
+ * Groups of FL_ROW_GROUP terms are added in float64. */
+#define FL_ROW_GROUP 2048
+
+static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff_t n)
+{
+    double total = 0;
+    for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
+        ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
+        float s = 0;
+#pragma omp simd reduction(+:s)
+        for (ptrdiff_t j = g; j < end; j++) {
+            float v = fl_expf_neg(x[j] - m);
+            e[j] = v;
+            s += v;
+        }
+        total += s;
+    }
+    return total;
 }
 
 #endif
