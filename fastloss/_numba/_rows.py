@@ -20,8 +20,10 @@ Row reductions
 Without fastmath LLVM keeps a sum's order and so never vectorises it.  Sums
 along a contiguous row therefore run on ``LANES`` lane accumulators (element
 ``j`` goes to lane ``j % LANES``) folded in a fixed tree: vectorised, in an
-order set by the row length alone.  The max needs no lanes: LLVM's
-``maximum`` is order-independent.  Reductions across the class rows of a tile are
+order set by the row length alone.  Float32 exp sums are the exception
+(`_group_sum32`): LLVM reorders them itself, in an order set by the row
+length and the CPU.  The max needs no lanes: LLVM's ``maximum`` is
+order-independent.  Reductions across the class rows of a tile are
 elementwise and need no such care.
 
 Streaming stores
@@ -314,9 +316,10 @@ def tile_exp(x, o, i0, n, m, e, s):
             s[i] += ec[i]
 
 
-# Float32 terms are summed in float32 lanes over at most SUB32 chunks (so a
-# lane adds at most SUB32 terms in float32) and then folded into float64 lanes.
+# A tile's float32 exps are summed in float32 over at most SUB32 classes, a
+# row's over at most GROUP32 columns, before they join a float64 sum.
 SUB32 = 8
+GROUP32 = 2048
 
 
 @njit(cache=True, error_model="numpy")
@@ -367,42 +370,6 @@ def _row_max_fast32(x):
             lanes[k] = fmax(lanes[k], lanes[k + h])
         h //= 2
     return lanes[0]
-
-
-@njit(cache=True, error_model="numpy")
-def row_sum32(v):
-    """Float64 sum of a float32 row, in an order set by its length.
-
-    Float32 lanes over at most ``SUB32`` chunks, folded into float64 lanes.
-    """
-    n = v.shape[0]
-    s = 0.0
-    if n < LANES:
-        for j in range(n):
-            s += v[j]
-        return s
-    lanes = carray(_stack_lanes(), (LANES,))
-    l32 = carray(_stack_lanes32(), (LANES,))
-    for k in range(LANES):
-        lanes[k] = 0.0
-    nb = n // LANES
-    b = 0
-    while b < nb:
-        be = min(b + SUB32, nb)
-        first = v[b * LANES:(b + 1) * LANES]
-        for k in range(LANES):
-            l32[k] = first[k]
-        for bb in range(b + 1, be):
-            chunk = v[bb * LANES:(bb + 1) * LANES]
-            for k in range(LANES):
-                l32[k] += chunk[k]
-        for k in range(LANES):
-            lanes[k] += l32[k]
-        b = be
-    tail = v[nb * LANES:]
-    for k in range(tail.shape[0]):
-        lanes[k] += tail[k]
-    return fold_lanes(lanes)
 
 
 @njit(cache=True, error_model="numpy")
@@ -492,7 +459,7 @@ def tile_exp_fast(x, o, i0, n, m, e, s, s32, keep):
 
 
 def row_exp_sum(x, m, e):
-    """``e = exp(x - m)`` (as `row_exp`) and the float64 sum of e (as `row_sum_e`)."""
+    """``e = exp(x - m)`` (as `row_exp`) and the float64 sum of e."""
     raise NotImplementedError
 
 
@@ -508,41 +475,28 @@ def _row_exp_sum(x, m, e):
     return impl
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _group_sum32(v):
+    """Float32 sum of a float32 slice, vectorised in an order LLVM picks for this CPU.
+
+    ``reassoc`` alone: it lets LLVM keep its own lanes (in registers) and
+    leaves NaN and inf as they are.  Kept to a function of its own so that no
+    other arithmetic is reordered: the exp's rounding steps rely on their order.
+    """
+    s = np.float32(0)
+    for j in range(v.shape[0]):
+        s += v[j]
+    return s
+
+
 @njit(cache=True, error_model="numpy")
 def _row_exp_sum32(x, m, e):
-    # Bitwise the same e and sum as row_exp then row_sum32, in one pass.
+    # The exps first, then their sum: a pass over e in L1 costs less than
+    # carrying lane accumulators through the exp loop, which LLVM keeps on
+    # the stack there.  Float32 sums of GROUP32 terms are added in float64.
     n = x.shape[0]
-    if n < LANES:
-        row_exp(x, m, e)
-        return row_sum32(e[:n])
-    lanes = carray(_stack_lanes(), (LANES,))
-    l32 = carray(_stack_lanes32(), (LANES,))
-    for k in range(LANES):
-        lanes[k] = 0.0
-    nb = n // LANES
-    b = 0
-    while b < nb:
-        be = min(b + SUB32, nb)
-        xc = x[b * LANES:(b + 1) * LANES]
-        ec = e[b * LANES:(b + 1) * LANES]
-        for k in range(LANES):
-            v = vexp_neg(xc[k] - m)
-            ec[k] = v
-            l32[k] = v
-        for bb in range(b + 1, be):
-            xc = x[bb * LANES:(bb + 1) * LANES]
-            ec = e[bb * LANES:(bb + 1) * LANES]
-            for k in range(LANES):
-                v = vexp_neg(xc[k] - m)
-                ec[k] = v
-                l32[k] += v
-        for k in range(LANES):
-            lanes[k] += l32[k]
-        b = be
-    xt = x[nb * LANES:]
-    et = e[nb * LANES:n]
-    for k in range(xt.shape[0]):
-        v = vexp_neg(xt[k] - m)
-        et[k] = v
-        lanes[k] += v
-    return fold_lanes(lanes)
+    row_exp(x, m, e)
+    s = 0.0
+    for g0 in range(0, n, GROUP32):
+        s += _group_sum32(e[g0:min(n, g0 + GROUP32)])
+    return s
