@@ -17,11 +17,14 @@ from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 cdef extern from "_simd_math.h" nogil:
     float fl_expf_neg(float)
     double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n)
+    double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, const float* next,
+                                   float* next_max)
 
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
     void fl_stream_float(float* dst, const float* src, Py_ssize_t n)
     void fl_stream_double(double* dst, const double* src, Py_ssize_t n)
+    void fl_stream_shift_float(float* dst, const float* src, float m, float r, Py_ssize_t n)
 
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)

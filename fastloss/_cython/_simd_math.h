@@ -90,4 +90,27 @@ static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff
     return total;
 }
 
+/* sum(exp(x - m)) over a row, as fl_exp_shift_f32 without storing the exps,
+ * and *next_max = max(next[:n]): the next row's max pass runs in the same
+ * loop, its loads overlapping this row's exps.  A NaN may be dropped from
+ * the max, as in row_max. */
+static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t n,
+                                             const float* next, float* next_max)
+{
+    double total = 0;
+    float mx = next[0];
+    for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
+        ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
+        float s = 0;
+#pragma omp simd reduction(+:s) reduction(max:mx)
+        for (ptrdiff_t j = g; j < end; j++) {
+            s += fl_expf_neg(x[j] - m);
+            mx = next[j] > mx ? next[j] : mx;
+        }
+        total += s;
+    }
+    *next_max = mx;
+    return total;
+}
+
 #endif

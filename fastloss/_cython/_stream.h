@@ -44,4 +44,26 @@ static inline void fl_stream_double(double* dst, const double* src, ptrdiff_t n)
     for (; j < n; j++) dst[j] = src[j];
 }
 
+/* dst[:n] = (src[:n] - m) - r, streamed as fl_stream_float (dst may be src). */
+static inline void fl_stream_shift_float(float* dst, const float* src, float m, float r,
+                                         ptrdiff_t n) {
+    ptrdiff_t j = 0, head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));
+    if (head > n) head = n;
+    for (; j < head; j++) dst[j] = (src[j] - m) - r;
+#if defined(__AVX512F__)
+    const __m512 vm = _mm512_set1_ps(m), vr = _mm512_set1_ps(r);
+    for (; j + 16 <= n; j += 16)
+        _mm512_stream_ps(dst + j, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(src + j), vm), vr));
+#elif defined(__AVX__)
+    const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+    for (; j + 8 <= n; j += 8)
+        _mm256_stream_ps(dst + j, _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(src + j), vm), vr));
+#else
+    const __m128 vm = _mm_set1_ps(m), vr = _mm_set1_ps(r);
+    for (; j + 4 <= n; j += 4)
+        _mm_stream_ps(dst + j, _mm_sub_ps(_mm_sub_ps(_mm_loadu_ps(src + j), vm), vr));
+#endif
+    for (; j < n; j++) dst[j] = (src[j] - m) - r;
+}
+
 #endif

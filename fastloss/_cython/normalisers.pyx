@@ -1,6 +1,8 @@
 """Softmax, log-softmax and their backward passes over (outer, C, inner) views.
 
-Rows (inner == 1) are shared out to threads one by one.  Tiles (inner > 1),
+Rows (inner == 1) are shared out to threads in blocks of rows_per_block; a
+float32 log_softmax block takes each row's max in the previous row's exp
+pass and streams a large result.  Tiles (inner > 1),
 (outer, T positions) pairs, are read from memory by the first pass and from
 cache by the later ones (softmax keeps its exps in packed per-thread
 scratch).  No sum crosses a row or a tile, so every thread count gives the
@@ -15,6 +17,7 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp, fl_stream_fence,
+    fl_stream_shift_float, fl_exp_sum_next_max_f32, rows_per_block,
     flog, lane_sum, n_chunks, row_dot, row_max, stream_into, thread_scratch, tile_exp_sum, tile_max,
     tile_scale, tile_width,
 )
@@ -52,7 +55,7 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
               floating[:, :, ::1] out, Mode mode) except -1:
     """Forward modes read `a` (b is a); backward modes read grad_output `a` and output `b`."""
     cdef Py_ssize_t outer = a.shape[0], C = a.shape[1], inner = a.shape[2]
-    cdef Py_ssize_t r, t, o, i0, T, n_tiles, plane = C * inner
+    cdef Py_ssize_t t, o, i0, T, n_tiles, plane = C * inner
     # NULL-initialised: Cython makes them firstprivate.
     cdef floating* rowbuf = NULL
     cdef floating* m = NULL
@@ -71,12 +74,15 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
     cdef bint threaded = outer * plane > BLOCK_ELEMS
     cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
 
+    cdef Py_ssize_t bs = rows_per_block(C)
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):
             rowbuf = <floating*>thread_scratch(C * sizeof(floating), &failed)
-            for r in prange(outer, schedule="static"):
+            for t in prange(n_chunks(outer, bs), schedule="static"):
                 if rowbuf != NULL:
-                    _row(ap + r * C, bp + r * C, op + r * C, C, mode, rowbuf)
+                    _rows(ap, bp, op, C, t * bs, min(outer, t * bs + bs), mode, stream, rowbuf)
+            if stream:
+                fl_stream_fence()
             free(rowbuf)
     else:
         T = tile_width(C, inner, sizeof(floating))
@@ -99,6 +105,40 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
                 fl_stream_fence()
             free(s)
     return check_scratch(failed)
+
+
+cdef void _rows(const floating* a, const floating* b, floating* out, Py_ssize_t C,
+                Py_ssize_t r0, Py_ssize_t r1, Mode mode, bint stream, floating* e) noexcept nogil:
+    """Rows [r0, r1); e is a row of scratch."""
+    cdef Py_ssize_t r
+    if floating is float:
+        if mode == LOG_SOFTMAX:
+            _log_softmax_rows(a, out, C, r0, r1, stream)
+            return
+    for r in range(r0, r1):
+        _row(a + r * C, b + r * C, out + r * C, C, mode, e)
+
+
+cdef void _log_softmax_rows(const float* x, float* out, Py_ssize_t C, Py_ssize_t r0,
+                            Py_ssize_t r1, bint stream) noexcept nogil:
+    """float32 log_softmax of rows [r0, r1).
+
+    A row's max is taken in the previous row's exp pass: those loads from
+    memory then overlap the exp work instead of stalling a max pass of
+    their own.  A large result is streamed (_stream.h).
+    """
+    cdef float m = row_max(x + r0 * C, C), m_next
+    cdef float r
+    cdef Py_ssize_t i, j
+    for i in range(r0, r1):
+        r = <float>log(fl_exp_sum_next_max_f32(x + i * C, m, C,
+                                               x + (i + 1 if i + 1 < r1 else i) * C, &m_next))
+        if stream:
+            fl_stream_shift_float(out + i * C, x + i * C, m, r, C)
+        else:
+            for j in range(C):
+                out[i * C + j] = (x[i * C + j] - m) - r
+        m = m_next
 
 
 cdef void _row(const floating* a, const floating* b, floating* out, Py_ssize_t C,
