@@ -78,3 +78,18 @@ def test_lists_and_integers_become_float64(backend, name):
 def test_extreme_logits(backend, name):
     x = np.array([[1e4, -1e4, 0.0], [-np.inf, 0.0, 1.0], [30.0, 30.0, 30.0]], np.float32)
     assert_close(getattr(fl, name)(x), normaliser(name, x, -1)[0], np.float32)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_rows_among_ordinary_ones(backend, rng, name, dtype):
+    """A row with a NaN, an inf or only -inf leaves its neighbours alone (log_softmax
+    takes each row's max in the previous row's exp pass)."""
+    x = rng.standard_normal((70, 50)).astype(dtype)
+    x[0, 1] = np.nan
+    x[3, 7] = np.nan
+    x[4, 0] = np.inf
+    x[5] = -np.inf
+    x[6, 2] = -np.inf
+    x[69, 49] = np.inf
+    assert_close(getattr(fl, name)(x), normaliser(name, x, -1)[0], dtype)

@@ -21,7 +21,7 @@ Without fastmath LLVM keeps a sum's order and so never vectorises it.  Sums
 along a contiguous row therefore run on ``LANES`` lane accumulators (element
 ``j`` goes to lane ``j % LANES``) folded in a fixed tree: vectorised, in an
 order set by the row length alone.  Float32 exp sums are the exception
-(`_group_sum32`): LLVM reorders them itself, in an order set by the row
+(`add_reassoc`): LLVM reorders them itself, in an order set by the row
 length and the CPU.  The max needs no lanes: LLVM's ``maximum`` is
 order-independent.  Reductions across the class rows of a tile are
 elementwise and need no such care.
@@ -46,7 +46,7 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._vmath import maximum, vexp_neg
+from ._vmath import add_reassoc, fmax_reducible, maximum, vexp_neg
 
 LANES = 64
 BLOCK = 32768
@@ -224,26 +224,34 @@ def copy_into(src, out):
 
 
 @intrinsic
-def _stream_line(typingctx, dst, j, src, i):
-    """``dst[j:j+L] = src[i:i+L]`` for one 64-byte line of ``dst`` (which starts at
-    ``dst[j]`` on a line boundary) with a non-temporal store."""
+def _stream_line(typingctx, dst, j, src, i, m, c):
+    """``dst[j:j+L] = (src[i:i+L] - m) - c`` for one 64-byte line of ``dst`` (which
+    starts at ``dst[j]`` on a line boundary) with a non-temporal store."""
     def codegen(context, builder, sig, args):
-        dty, _, sty, _ = sig.args
+        dty, _, sty, _, _, _ = sig.args
         dp = cgutils.get_item_pointer(context, builder, dty, context.make_array(dty)(context, builder, args[0]),
                                       [args[1]], wraparound=False)
         sp = cgutils.get_item_pointer(context, builder, sty, context.make_array(sty)(context, builder, args[2]),
                                       [args[3]], wraparound=False)
         fty = context.get_value_type(dty.dtype)
         size = fty.get_abi_size(context.target_data)
-        vty = ir.VectorType(fty, 64 // size)
+        n = 64 // size
+        vty = ir.VectorType(fty, n)
+
+        def splat(v):
+            one = builder.insert_element(ir.Constant(vty, ir.Undefined), v, ir.IntType(32)(0))
+            return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined),
+                                          ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+
         line = builder.load(builder.bitcast(sp, vty.as_pointer()), align=size)
+        line = builder.fsub(builder.fsub(line, splat(args[4])), splat(args[5]))
         store = builder.store(line, builder.bitcast(dp, vty.as_pointer()), align=64)
         store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
         return context.get_dummy_value()
 
-    if dst != src or dst.dtype not in (types.float32, types.float64):
+    if dst != src or dst.dtype not in (types.float32, types.float64) or m != dst.dtype or c != m:
         return None
-    return types.void(dst, j, src, i), codegen
+    return types.void(dst, j, src, i, m, c), codegen
 
 
 @intrinsic
@@ -265,20 +273,28 @@ def stream_into(src, out, stream):
     A block that streams ends with `stream_fence` (a fence per call would
     stall every row).
     """
-    n = src.shape[0]
     if not stream:
         copy_into(src, out)
         return
+    zero = out.dtype.type(0)
+    stream_shifted(src, zero, zero, out)  # x - 0 is x, even -0 and NaN
+
+
+@njit(cache=True, error_model="numpy")
+def stream_shifted(src, m, c, out):
+    """``out[:] = (src - m) - c`` with non-temporal stores for out's whole lines
+    (out may be src); the block ends with `stream_fence`."""
+    n = src.shape[0]
     per_line = 64 // out.itemsize
     head = min(n, (-out.ctypes.data) % 64 // out.itemsize)
     for j in range(head):
-        out[j] = src[j]
+        out[j] = (src[j] - m) - c
     j = head
     while j + per_line <= n:
-        _stream_line(out, j, src, j)
+        _stream_line(out, j, src, j, m, c)
         j += per_line
     for k in range(j, n):
-        out[k] = src[k]
+        out[k] = (src[k] - m) - c
 
 
 @njit(cache=True, error_model="numpy")
@@ -459,14 +475,25 @@ def tile_exp_fast(x, o, i0, n, m, e, s, s32, keep):
 
 
 def row_exp_sum(x, m, e):
-    """``e = exp(x - m)`` (as `row_exp`) and the float64 sum of e."""
+    """``e = exp(x - m)`` (as `row_exp`) and the float64 sum of e.
+
+    float32: float32 sums over groups of ``GROUP32`` (`_exp_group_sum32`)
+    added in float64; float64: `row_sum`.
+    """
     raise NotImplementedError
 
 
 @overload(row_exp_sum)
 def _row_exp_sum(x, m, e):
     if x.dtype == types.float32:
-        return lambda x, m, e: _row_exp_sum32(x, m, e)
+        def impl32(x, m, e):
+            n = x.shape[0]
+            s = 0.0
+            for g0 in range(0, n, GROUP32):
+                g1 = min(n, g0 + GROUP32)
+                s += _exp_group_sum32(x[g0:g1], m, e[g0:g1])
+            return s
+        return impl32
 
     def impl(x, m, e):
         row_exp(x, m, e)
@@ -475,28 +502,57 @@ def _row_exp_sum(x, m, e):
     return impl
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
-def _group_sum32(v):
-    """Float32 sum of a float32 slice, vectorised in an order LLVM picks for this CPU.
-
-    ``reassoc`` alone: it lets LLVM keep its own lanes (in registers) and
-    leaves NaN and inf as they are.  Kept to a function of its own so that no
-    other arithmetic is reordered: the exp's rounding steps rely on their order.
-    """
+@njit(cache=True, error_model="numpy")
+def _exp_group_sum32(x, m, e):
+    # add_reassoc: LLVM sums in its own lanes, in registers (explicit stack
+    # lanes stayed in memory here), in an order set by the length and the CPU.
     s = np.float32(0)
-    for j in range(v.shape[0]):
-        s += v[j]
+    for j in range(x.shape[0]):
+        v = vexp_neg(x[j] - m)
+        e[j] = v
+        s = add_reassoc(s, v)
     return s
+
+
+def row_exp_sum_next_max(x, m, e, following):
+    """``(sum(exp(x - m)), max(following))``, the sum as in `row_exp_sum`; a NaN in
+    following may or may not be dropped from the max.  e is scratch of x's length.
+
+    The next row's max pass runs in this row's exp loop: its loads from
+    memory overlap the exp work instead of stalling a loop of their own.
+    float32 keeps no exps.
+    """
+    raise NotImplementedError
+
+
+@overload(row_exp_sum_next_max)
+def _row_exp_sum_next_max(x, m, e, following):
+    if x.dtype == types.float32:
+        def impl32(x, m, e, following):
+            n = x.shape[0]
+            s = 0.0
+            mx = following[0]
+            for g0 in range(0, n, GROUP32):
+                g1 = min(n, g0 + GROUP32)
+                part, mx = _exp_group_sum_max32(x[g0:g1], m, following[g0:g1], mx)
+                s += part
+            return s, mx
+        return impl32
+
+    def impl(x, m, e, following):
+        mx = following[0]
+        for j in range(x.shape[0]):
+            e[j] = vexp_neg(x[j] - m)
+            mx = fmax_reducible(mx, following[j])
+        return row_sum(e[:x.shape[0]]), mx
+
+    return impl
 
 
 @njit(cache=True, error_model="numpy")
-def _row_exp_sum32(x, m, e):
-    # The exps first, then their sum: a pass over e in L1 costs less than
-    # carrying lane accumulators through the exp loop, which LLVM keeps on
-    # the stack there.  Float32 sums of GROUP32 terms are added in float64.
-    n = x.shape[0]
-    row_exp(x, m, e)
-    s = 0.0
-    for g0 in range(0, n, GROUP32):
-        s += _group_sum32(e[g0:min(n, g0 + GROUP32)])
-    return s
+def _exp_group_sum_max32(x, m, following, mx):
+    s = np.float32(0)
+    for j in range(x.shape[0]):
+        s = add_reassoc(s, vexp_neg(x[j] - m))
+        mx = fmax_reducible(mx, following[j])
+    return s, mx

@@ -64,6 +64,42 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@intrinsic
+def add_reassoc(typingctx, a, b):
+    """``a + b`` flagged ``reassoc``, alone of all the arithmetic around it.
+
+    A running sum of these is a reduction LLVM may reorder, so it vectorises
+    with its lanes in registers, while the other operations of the loop (an
+    exp's rounding steps) keep their order and NaN and inf stay as they are.
+    """
+    if a not in _LAYOUT or b != a:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(*args, flags=("reassoc",))
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def fmax_reducible(typingctx, a, b):
+    """``b if b > a else a`` with ``nnan nsz`` on that compare and select alone.
+
+    With those flags LLVM vectorises a running max of it as a plain vector
+    max (where `maximum` costs five more operations per vector).  For a NaN
+    operand the result is left to the hardware; callers use it where a NaN
+    reaches every result anyway (the max only shifts the exps).
+    """
+    if a not in _LAYOUT or b != a:
+        return None
+
+    def codegen(context, builder, sig, args):
+        greater = builder.fcmp_ordered(">", args[1], args[0], flags=("nnan", "nsz"))
+        return builder.select(greater, args[1], args[0], flags=("nnan", "nsz"))
+
+    return a(a, b), codegen
+
+
 def _magic_bits(mant, bias):
     # Bit pattern of the rounding constant 1.5 * 2**mant.
     return ((bias + mant) << mant) | (1 << (mant - 1))

@@ -10,22 +10,47 @@ log_softmax_backward(grad_output, output, out)
     ``out = grad_output - exp(output) * sum_c(grad_output)``.
 
 ``out`` may be the same memory as any input.  Class-axis sums are float64 (for
-float32 input, of float32 partial sums of at most eight terms); elementwise
-arithmetic is in the input dtype.
+float32 input, of float32 partial sums: of at most eight classes in a tile,
+``GROUP32`` in a row); elementwise arithmetic is in the input dtype.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum, row_max_fast,
+from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum,
+                    row_exp_sum_next_max, row_max_fast, stream_shifted,
                     row_sum, row_weighted_sum, scale_in_place, scale_into, stream_fence, stream_into,
                     tile_blocking, tile_exp_fast, tile_max_fast)
 from ._vmath import vexp, vlog
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_rows(x2, out2, r0, r1, log):
+def _log_softmax_rows(x2, out2, r0, r1, stream):
+    """Rows r0:r1 of log_softmax, each row's max taken in the previous row's exp
+    pass (`row_exp_sum_next_max`); a large result is streamed out of scratch."""
+    C = x2.shape[1]
+    dt = x2.dtype.type
+    e = np.empty(C, x2.dtype)
+    # A row is read before it is written (streamed, or through scratch: a
+    # loop reading x and writing out, the same memory, would stay scalar).
+    m = row_max_fast(x2[r0])
+    for r in range(r0, r1):
+        xr = x2[r]
+        s, m_next = row_exp_sum_next_max(xr, m, e, x2[min(r + 1, r1 - 1)])
+        ls = dt(math.log(s))
+        if stream:
+            stream_shifted(xr, m, ls, out2[r])
+        else:
+            for j in range(C):
+                e[j] = (xr[j] - m) - ls
+            copy_into(e, out2[r])
+        m = m_next
+    stream_fence(stream)
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax_rows(x2, out2, r0, r1):
     C = x2.shape[1]
     dt = x2.dtype.type
     e = np.empty(C, x2.dtype)
@@ -34,28 +59,12 @@ def _forward_rows(x2, out2, r0, r1, log):
     xa = x2.ctypes.data
     oa = out2.ctypes.data
     nbytes = x2.size * x2.itemsize
-    same = xa == oa
     apart = oa + nbytes <= xa or xa + nbytes <= oa
     for r in range(r0, r1):
         xr = x2[r]
         # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
         m = row_max_fast(xr)
-        if log:
-            s = row_exp_sum(xr, m, e)
-            ls = dt(math.log(s))
-            if same:
-                orow = out2[r]
-                for j in range(C):
-                    orow[j] = (orow[j] - m) - ls
-            elif apart:
-                orow = out2[r]
-                for j in range(C):
-                    orow[j] = (xr[j] - m) - ls
-            else:
-                for j in range(C):
-                    e[j] = (xr[j] - m) - ls
-                copy_into(e, out2[r])
-        elif apart:
+        if apart:
             # The exps go straight into out, as in cross-entropy's rows.
             orow = out2[r]
             scale_in_place(orow, dt(1.0 / row_exp_sum(xr, m, orow)))
@@ -166,7 +175,10 @@ def _forward(x, out, log):
         out2 = out.reshape((outer, C))
         for b in prange(nb):
             r0, r1 = block_range(b, rows, outer)
-            _forward_rows(x2, out2, r0, r1, log)
+            if log:
+                _log_softmax_rows(x2, out2, r0, r1, stream)
+            else:
+                _softmax_rows(x2, out2, r0, r1)
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
         ns = min(nb, SUPER)
