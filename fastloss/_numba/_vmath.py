@@ -22,6 +22,9 @@ vlog1p_unit(z)
     float32: BCE with logits needs ``log1p(exp(-|x|))``.
 maximum(a, b), fma(a, b, c)
     LLVM's NaN-propagating ``maximum`` and fused multiply-add, for either dtype.
+add_reassoc(a, b), fmax_reducible(a, b)
+    An add and a max that LLVM may reorder, so that a running sum or max of
+    them vectorises; the flags sit on those instructions alone.
 """
 import numpy as np
 from llvmlite import ir
