@@ -6,8 +6,9 @@ Row loops (inner == 1) reduce a contiguous row into LANES independent
 accumulators merged in a fixed order: gcc vectorises them without
 -ffast-math, and the order of the additions is fixed by the source, whatever
 the thread count or instruction set.  The float32 exp-sum of a row is the
-exception (fl_exp_shift_f32): its order follows the build's vector width.  Tile loops (inner > 1) keep one accumulator per position,
-so they are element-wise and vectorise as written.  The exp/log wrappers pick
+exception (fl_exp_shift_f32): its order follows the build's vector width.
+Tile loops (inner > 1) keep one accumulator per position, so they are
+element-wise and vectorise as written.  The exp/log wrappers pick
 the float or double libm function; _simd_math.h lets gcc call their libmvec
 vector variants, and holds the inline float32 exp behind fexp_neg.
 """

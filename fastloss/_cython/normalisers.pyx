@@ -16,9 +16,9 @@ from libc.math cimport log
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp, fl_stream_fence,
-    fl_stream_shift_float, fl_exp_sum_next_max_f32, rows_per_block,
-    flog, lane_sum, n_chunks, row_dot, row_max, stream_into, thread_scratch, tile_exp_sum, tile_max,
+    BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp,
+    fl_exp_sum_next_max_f32, fl_stream_fence, fl_stream_shift_float, flog, lane_sum, n_chunks,
+    row_dot, row_max, rows_per_block, stream_into, thread_scratch, tile_exp_sum, tile_max,
     tile_scale, tile_width,
 )
 
