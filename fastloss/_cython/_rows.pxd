@@ -17,9 +17,10 @@ from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 
 cdef extern from "_simd_math.h" nogil:
     float fl_expf_neg(float)
-    double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n)
-    double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, const float* next,
-                                   float* next_max)
+    float fl_row_max_f32(const float* x, Py_ssize_t n, int* normal)
+    double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n, int normal)
+    double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, int normal,
+                                   const float* next, float* next_max, int* next_normal)
 
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
@@ -232,8 +233,19 @@ cdef inline double merge_lanes(double* acc) noexcept nogil:
     return acc[0]
 
 
-cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
-    """max(x[:n]); a NaN is skipped here but reaches every result through the exp-sum."""
+cdef inline floating row_max(const floating* x, Py_ssize_t n, int* normal) noexcept nogil:
+    """max(x[:n]), and in normal whether exp_shift may take its fast float32 exp.
+
+    A NaN may be skipped here but reaches every result through the exp-sum.
+    """
+    if floating is float:
+        return fl_row_max_f32(x, n, normal)
+    else:
+        normal[0] = 0
+        return row_max_lanes(x, n)
+
+
+cdef inline floating row_max_lanes(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef floating acc[LANES]
     cdef floating v, m = -INFINITY
     cdef Py_ssize_t j, jb, k, nv = n - n % LANES
@@ -306,14 +318,14 @@ cdef inline double shifted_dot(const floating* x, double m, const floating* w,
     return merge_lanes(acc) + tail
 
 
-cdef inline double exp_shift(const floating* x, floating m, floating* e,
-                             Py_ssize_t n) noexcept nogil:
-    """e = exp(x - m) (e may be x); returns sum(e).
+cdef inline double exp_shift(const floating* x, floating m, floating* e, Py_ssize_t n,
+                             int normal) noexcept nogil:
+    """e = exp(x - m) (e may be x) with m and normal from row_max; returns sum(e).
 
     float32: fl_exp_shift_f32 (_simd_math.h).  float64: LANES lanes in a fixed order.
     """
     if floating is float:
-        return fl_exp_shift_f32(x, m, e, n)
+        return fl_exp_shift_f32(x, m, e, n, normal)
     else:
         return exp_shift_lanes(x, m, e, n)
 

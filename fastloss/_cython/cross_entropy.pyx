@@ -156,7 +156,9 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
 
 cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept nogil:
     """torch's gradient of an ignored row: 0 - softmax(x) * 0, so NaN where softmax is."""
-    cdef floating z = <floating>(0.0 / exp_shift(x, row_max(x, C), gr, C))
+    cdef int normal
+    cdef floating m = row_max(x, C, &normal)
+    cdef floating z = <floating>(0.0 / exp_shift(x, m, gr, C, normal))
     cdef Py_ssize_t j
     for j in range(C):
         gr[j] = gr[j] * z
@@ -166,7 +168,8 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
                        double W, double g, floating* gr, floating* e,
                        Py_ssize_t C) noexcept nogil:
     """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x)."""
-    cdef floating m = row_max(x, C)
+    cdef int normal
+    cdef floating m = row_max(x, C, &normal)
     cdef double xt = x[t]
     cdef double wt = w[t] if w != NULL else 1.0
     cdef double sw = 0, s, logs, loss
@@ -176,7 +179,7 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
         sw = shifted_dot(x, m, w, C)
     if gr != NULL:
         e = gr
-    s = exp_shift(x, m, e, C)
+    s = exp_shift(x, m, e, C, normal)
     logs = log(s)
     loss = wt * ((m - xt) + logs)
     if eps != 0:
@@ -204,7 +207,8 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
 cdef double _prob_row(const floating* x, const floating* y, const floating* w, double eps,
                       double g, floating* gr, floating* e, Py_ssize_t C) noexcept nogil:
     """Loss of a row of probability targets; with gr, its gradient goes there."""
-    cdef floating m = row_max(x, C)
+    cdef int normal
+    cdef floating m = row_max(x, C, &normal)
     cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
     cdef double q_acc[LANES]
     cdef double r_acc[LANES]
@@ -239,7 +243,7 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
     rr += merge_lanes(r_acc)
     if gr != NULL:
         e = gr
-    s = exp_shift(x, m, e, C)
+    s = exp_shift(x, m, e, C, normal)
     logs = log(s)
     if gr != NULL:
         A = <floating>(g * q / s)

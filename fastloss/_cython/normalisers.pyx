@@ -127,33 +127,37 @@ cdef void _log_softmax_rows(const float* x, float* out, Py_ssize_t C, Py_ssize_t
     memory then overlap the exp work instead of stalling a max pass of
     their own.  A large result is streamed (_stream.h).
     """
-    cdef float m = row_max(x + r0 * C, C), m_next
+    cdef int normal, normal_next
+    cdef float m = row_max(x + r0 * C, C, &normal), m_next
     cdef float r
     cdef Py_ssize_t i, j
     for i in range(r0, r1):
-        r = <float>log(fl_exp_sum_next_max_f32(x + i * C, m, C,
-                                               x + (i + 1 if i + 1 < r1 else i) * C, &m_next))
+        r = <float>log(fl_exp_sum_next_max_f32(x + i * C, m, C, normal,
+                                               x + (i + 1 if i + 1 < r1 else i) * C, &m_next,
+                                               &normal_next))
         if stream:
             fl_stream_shift_float(out + i * C, x + i * C, m, r, C)
         else:
             for j in range(C):
                 out[i * C + j] = (x[i * C + j] - m) - r
         m = m_next
+        normal = normal_next
 
 
 cdef void _row(const floating* a, const floating* b, floating* out, Py_ssize_t C,
                Mode mode, floating* e) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating m, r
+    cdef int normal
     if mode == SOFTMAX:
-        m = row_max(a, C)
-        r = <floating>(1.0 / exp_shift(a, m, out, C))
+        m = row_max(a, C, &normal)
+        r = <floating>(1.0 / exp_shift(a, m, out, C, normal))
         for j in range(C):
             out[j] = out[j] * r
     elif mode == LOG_SOFTMAX:
-        m = row_max(a, C)
+        m = row_max(a, C, &normal)
         # exp goes to scratch: out may be x, still needed below.
-        r = <floating>log(exp_shift(a, m, e, C))
+        r = <floating>log(exp_shift(a, m, e, C, normal))
         for j in range(C):
             out[j] = (a[j] - m) - r
     elif mode == SOFTMAX_BACKWARD:
