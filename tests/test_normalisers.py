@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from reference import assert_close, normaliser
+from reference import assert_close, loss_and_grad, normaliser
 
 NAMES = ["softmax", "log_softmax"]
 CASES = [((), -1), ((7,), 0), ((6, 9), -1), ((6, 9), 0), ((4, 5, 6), 1), ((2, 3, 4, 5), 1),
@@ -93,3 +93,21 @@ def test_special_rows_among_ordinary_ones(backend, rng, name, dtype):
     x[6, 2] = -np.inf
     x[69, 49] = np.inf
     assert_close(getattr(fl, name)(x), normaliser(name, x, -1)[0], dtype)
+
+
+def test_tiny_exps_on_both_sides_of_the_normal_range(backend):
+    """exp(x - max) near the smallest normal float32: a row whose exps are all normal takes
+    the fast float32 exp (no scaling multiply), any other row the exact one; both must match
+    torch down to subnormal results, which the fast exp cannot produce."""
+    rows = [[0.0, -10.0, -86.4, -80.0], [0.0, -86.6, -100.0, -104.0], [5.0, -81.4, -81.6, 5.0],
+            [0.0, -87.3, -87.4, -95.0], [-3.0, -89.4, -120.0, -3.0]]
+    x = np.array(rows * 20, np.float32)  # enough rows for the next-row max of log_softmax
+    target = np.arange(len(x)) % x.shape[1]
+    for name in NAMES:
+        got = getattr(fl, name)(x)
+        np.testing.assert_allclose(got, normaliser(name, x, -1)[0], rtol=2e-6, atol=1e-44)
+    _, grad = fl.cross_entropy(x, target, reduction="sum", return_grad=True)
+    expected = loss_and_grad("cross_entropy", x, target, reduction="sum")[1]
+    assert_close(grad, expected, np.float32)
+    tiny = np.abs(expected) < 1e-30
+    np.testing.assert_allclose(grad[tiny], expected[tiny], rtol=2e-6, atol=1e-44)
