@@ -22,9 +22,12 @@ vlog1p_unit(z)
     float32: BCE with logits needs ``log1p(exp(-|x|))``.
 maximum(a, b), fma(a, b, c)
     LLVM's NaN-propagating ``maximum`` and fused multiply-add, for either dtype.
-add_reassoc(a, b), fmax_reducible(a, b)
-    An add and a max that LLVM may reorder, so that a running sum or max of
-    them vectorises; the flags sit on those instructions alone.
+vexp_normal(x)
+    ``vexp_neg`` for float32 ``x`` whose exp is a normal number, a tenth
+    cheaper (no clamp, no scaling multiply), with the same result.
+add_reassoc(a, b), fmax_reducible(a, b), fmin_reducible(a, b)
+    An add, max and min that LLVM may reorder, so that a running sum, max or
+    min of them vectorises; the flags sit on those instructions alone.
 """
 import numpy as np
 from llvmlite import ir
@@ -84,23 +87,30 @@ def add_reassoc(typingctx, a, b):
     return a(a, b), codegen
 
 
-@intrinsic
-def fmax_reducible(typingctx, a, b):
-    """``b if b > a else a`` with ``nnan nsz`` on that compare and select alone.
+def _reducible_pick(name, op):
+    """``b if b <op> a else a`` with ``nnan nsz`` on that compare and select alone.
 
-    With those flags LLVM vectorises a running max of it as a plain vector
-    max (where `maximum` costs five more operations per vector).  For a NaN
-    operand the result is left to the hardware; callers use it where a NaN
-    reaches every result anyway (the max only shifts the exps).
+    With those flags LLVM vectorises a running max (or min) of it as a plain
+    vector max (where `maximum` costs five more operations per vector).  For
+    a NaN operand the result is left to the hardware; callers use it where a
+    NaN reaches every result anyway, or is caught by a sum.
     """
-    if a not in _LAYOUT or b != a:
-        return None
+    def pick(typingctx, a, b):
+        if a not in _LAYOUT or b != a:
+            return None
 
-    def codegen(context, builder, sig, args):
-        greater = builder.fcmp_ordered(">", args[1], args[0], flags=("nnan", "nsz"))
-        return builder.select(greater, args[1], args[0], flags=("nnan", "nsz"))
+        def codegen(context, builder, sig, args):
+            wins = builder.fcmp_ordered(op, args[1], args[0], flags=("nnan", "nsz"))
+            return builder.select(wins, args[1], args[0], flags=("nnan", "nsz"))
 
-    return a(a, b), codegen
+        return a(a, b), codegen
+
+    pick.__name__ = pick.__qualname__ = name
+    return intrinsic(pick)
+
+
+fmax_reducible = _reducible_pick("fmax_reducible", ">")
+fmin_reducible = _reducible_pick("fmin_reducible", "<")
 
 
 def _magic_bits(mant, bias):
@@ -260,6 +270,22 @@ def _pow2_neg(typingctx, k):
     return k(k), codegen
 
 
+@intrinsic
+def _add_exponent(typingctx, y, k):
+    """``y * 2**n`` for a normal result, ``n`` read from k as in `_ldexp_any`: n is
+    added to y's exponent bits."""
+    if y not in _LAYOUT or k != y:
+        return None
+    ity, mant, bias = _LAYOUT[y]
+
+    def codegen(context, builder, sig, args):
+        n = builder.sub(builder.bitcast(args[1], ity), ity(_magic_bits(mant, bias)))
+        bits = builder.add(builder.bitcast(args[0], ity), builder.shl(n, ity(mant)))
+        return builder.bitcast(bits, args[0].type)
+
+    return y(y, k), codegen
+
+
 # The float32 exp polynomial scaled by 2**-offset (exact: powers of two).
 _E32N = tuple(np.float32(v * 2.0 ** -_NEG_OFFSET[types.float32]) for v in _E32[6:12])
 
@@ -283,6 +309,33 @@ def _vexp_neg(x):
 
         return exp32neg
     return _exp_impl(x, _ldexp_neg, False)
+
+
+# exp(x) of float32 is a normal number for x >= NORMAL_EXP_MIN (n >= -125).
+NORMAL_EXP_MIN = np.float32(-86.5)
+
+
+def vexp_normal(x):
+    """`vexp_neg` for ``NORMAL_EXP_MIN <= x <= 0`` (float32; float64 is `vexp_neg`)."""
+    raise NotImplementedError
+
+
+@overload(vexp_normal)
+def _vexp_normal(x):
+    if x == types.float32:
+        log2e, magic, c1, c2, p0, p1, p2, p3, p4, one = _E32[2:12]
+
+        def exp32normal(x):
+            # vexp_neg's steps unscaled, n added to the exponent bits: no clamp
+            # and no multiply, and the same result for a normal exp.
+            k = fma(x, log2e, magic)
+            n = k - magic
+            r = fma(n, c2, fma(n, c1, x))
+            p = fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4)
+            return _add_exponent(fma(r, fma(r, p, one), one), k)
+
+        return exp32normal
+    return lambda x: vexp_neg(x)
 
 
 # Cephes logf / log (evaluated with fma): x = m 2^e with m in

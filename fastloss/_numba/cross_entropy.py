@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max,
-                    row_max_fast, row_sum, scale_in_place, scale_into, stream_fence, stream_into, sum_partials,
+                    row_max_normal, row_sum, scale_in_place, scale_into, stream_fence, stream_into, sum_partials,
                     tile_blocking, tile_exp, tile_exp_fast, tile_max, tile_max_fast)
 from ._vmath import vlog
 
@@ -104,8 +104,8 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
             xr = x2[r]
             e = g2[r] if direct else scratch
             # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
-            m = row_max_fast(xr)
-            s = row_exp_sum(xr, m, e)
+            m, normal = row_max_normal(xr)
+            s = row_exp_sum(xr, m, e, normal)
             sm = 0.0
             if eps != 0.0:
                 for j in range(C):

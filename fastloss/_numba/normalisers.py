@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum,
-                    row_exp_sum_next_max, row_max_fast, stream_shifted,
+                    row_exp_sum_next_max, row_max_fast, row_max_normal, stream_shifted,
                     row_sum, row_weighted_sum, scale_in_place, scale_into, stream_fence, stream_into,
                     tile_blocking, tile_exp_fast, tile_max_fast)
 from ._vmath import vexp, vlog
@@ -63,13 +63,13 @@ def _softmax_rows(x2, out2, r0, r1):
     for r in range(r0, r1):
         xr = x2[r]
         # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
-        m = row_max_fast(xr)
+        m, normal = row_max_normal(xr)
         if apart:
             # The exps go straight into out, as in cross-entropy's rows.
             orow = out2[r]
-            scale_in_place(orow, dt(1.0 / row_exp_sum(xr, m, orow)))
+            scale_in_place(orow, dt(1.0 / row_exp_sum(xr, m, orow, normal)))
         else:
-            s = row_exp_sum(xr, m, e)
+            s = row_exp_sum(xr, m, e, normal)
             scale_into(e, dt(1.0 / s), out2[r])
 
 
