@@ -125,6 +125,44 @@ static inline float fl_row_max_f32(const float* x, ptrdiff_t n, int* normal)
     return mx;
 }
 
+/* The loops below take the exp as a constant function pointer, so each call
+ * site inlines one exp (a per-value select between the two is not unswitched
+ * by gcc: it would compute both). */
+typedef float (*fl_exp_fn)(float);
+
+/* e[g:end] = exp(x[g:end] - m); returns their float32 sum. */
+static inline float fl_exp_store_sum(const float* x, float m, float* e, ptrdiff_t g,
+                                     ptrdiff_t end, fl_exp_fn exp_fn)
+{
+    float s = 0;
+#pragma omp simd reduction(+:s)
+    for (ptrdiff_t j = g; j < end; j++) {
+        float v = exp_fn(x[j] - m);
+        e[j] = v;
+        s += v;
+    }
+    return s;
+}
+
+/* sum(exp(x[g:end] - m)), and the running max, min and sum of next[g:end]. */
+static inline float fl_exp_sum_range(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
+                                     fl_exp_fn exp_fn, const float* next, float* max,
+                                     float* min, float* sum)
+{
+    float s = 0, mx = *max, mn = *min, sx = *sum;
+#pragma omp simd reduction(+:s, sx) reduction(max:mx) reduction(min:mn)
+    for (ptrdiff_t j = g; j < end; j++) {
+        s += exp_fn(x[j] - m);
+        mx = next[j] > mx ? next[j] : mx;
+        mn = next[j] < mn ? next[j] : mn;
+        sx += next[j];
+    }
+    *max = mx;
+    *min = mn;
+    *sum = sx;
+    return s;
+}
+
 /* e = exp(x - m) for a row with m = max(x) (e may be x); returns sum(e);
  * normal as set by fl_row_max_f32.
  *
@@ -141,23 +179,8 @@ static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff
     double total = 0;
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
-        float s = 0;
-        if (normal) {
-#pragma omp simd reduction(+:s)
-            for (ptrdiff_t j = g; j < end; j++) {
-                float v = fl_expf_normal(x[j] - m);
-                e[j] = v;
-                s += v;
-            }
-        } else {
-#pragma omp simd reduction(+:s)
-            for (ptrdiff_t j = g; j < end; j++) {
-                float v = fl_expf_neg(x[j] - m);
-                e[j] = v;
-                s += v;
-            }
-        }
-        total += s;
+        total += normal ? fl_exp_store_sum(x, m, e, g, end, fl_expf_normal)
+                        : fl_exp_store_sum(x, m, e, g, end, fl_expf_neg);
     }
     return total;
 }
@@ -173,25 +196,8 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     float mx = next[0], mn = next[0], sx = 0;
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
-        float s = 0;
-        if (normal) {
-#pragma omp simd reduction(+:s, sx) reduction(max:mx) reduction(min:mn)
-            for (ptrdiff_t j = g; j < end; j++) {
-                s += fl_expf_normal(x[j] - m);
-                mx = next[j] > mx ? next[j] : mx;
-                mn = next[j] < mn ? next[j] : mn;
-                sx += next[j];
-            }
-        } else {
-#pragma omp simd reduction(+:s, sx) reduction(max:mx) reduction(min:mn)
-            for (ptrdiff_t j = g; j < end; j++) {
-                s += fl_expf_neg(x[j] - m);
-                mx = next[j] > mx ? next[j] : mx;
-                mn = next[j] < mn ? next[j] : mn;
-                sx += next[j];
-            }
-        }
-        total += s;
+        total += normal ? fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, &mx, &mn, &sx)
+                        : fl_exp_sum_range(x, m, g, end, fl_expf_neg, next, &mx, &mn, &sx);
     }
     *next_max = mx;
     *next_normal = fl_normal_exps(mx, mn, sx);
