@@ -542,17 +542,12 @@ def _row_exp_sum(x, m, e, normal):
 def _exp_group_sum32(x, m, e, normal):
     # add_reassoc: LLVM sums in its own lanes, in registers (explicit stack
     # lanes stayed in memory here), in an order set by the length and the CPU.
+    # LLVM unswitches the loop on `normal`: one exp per loop version.
     s = np.float32(0)
-    if normal:
-        for j in range(x.shape[0]):
-            v = vexp_normal(x[j] - m)
-            e[j] = v
-            s = add_reassoc(s, v)
-    else:
-        for j in range(x.shape[0]):
-            v = vexp_neg(x[j] - m)
-            e[j] = v
-            s = add_reassoc(s, v)
+    for j in range(x.shape[0]):
+        v = vexp_normal(x[j] - m) if normal else vexp_neg(x[j] - m)
+        e[j] = v
+        s = add_reassoc(s, v)
     return s
 
 
