@@ -14,6 +14,7 @@ vector variants, and holds the inline float32 exp behind fexp_neg.
 """
 from cython cimport floating
 from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
+from libc.stdint cimport int32_t
 
 cdef extern from "_simd_math.h" nogil:
     float fl_expf_neg(float)
@@ -21,12 +22,19 @@ cdef extern from "_simd_math.h" nogil:
     double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n, int normal)
     double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, int normal,
                                    const float* next, float* next_max, int* next_normal)
+    void fl_gather_f32(const float* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
+                       Py_ssize_t n, double* out)
+    void fl_gather_f64(const double* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
+                       Py_ssize_t n, double* out)
 
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
     void fl_stream_float(float* dst, const float* src, Py_ssize_t n)
     void fl_stream_double(double* dst, const double* src, Py_ssize_t n)
     void fl_stream_shift_float(float* dst, const float* src, float m, float r, Py_ssize_t n)
+    void fl_class_grad_float(float* dst, const float* e, const float* a, const float* d, float wc,
+                             const float* b, const int32_t* t, int32_t c, Py_ssize_t n,
+                             bint stream)
 
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
@@ -386,6 +394,15 @@ cdef inline void tile_max(const floating* x, Py_ssize_t stride, Py_ssize_t C,
         for k in range(T):
             m[k] = fmax_skip(fmax_skip(fmax_skip(xa[k], xa[stride + k]),
                                        fmax_skip(xa[2 * stride + k], xa[3 * stride + k])), m[k])
+
+
+cdef inline void tile_gather(const floating* src, const int32_t* t, Py_ssize_t stride,
+                             Py_ssize_t step, Py_ssize_t n, double* out) noexcept nogil:
+    """out[k] = src[max(t[k], 0) * stride + k * step]: see fl_gather_f32."""
+    if floating is float:
+        fl_gather_f32(src, t, stride, step, n, out)
+    else:
+        fl_gather_f64(src, t, stride, step, n, out)
 
 
 cdef inline void tile_exp_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C,

@@ -204,4 +204,19 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     return total;
 }
 
+/* out[k] = src[max(t[k], 0) * stride + k * step] for k < n: a tile's logits
+ * (step 1) or weights (step 0) at its targets, class 0 where t[k] is -1
+ * (ignored; the caller selects that value away).  `omp simd` lets gcc use
+ * vector gathers, which it would not risk on aliasing grounds. */
+#define FL_GATHER(name, type)                                                         \
+static inline void name(const type* src, const int32_t* t, ptrdiff_t stride,         \
+                        ptrdiff_t step, ptrdiff_t n, double* out)                    \
+{                                                                                     \
+    _Pragma("omp simd")                                                               \
+    for (ptrdiff_t k = 0; k < n; k++)                                                 \
+        out[k] = src[(t[k] > 0 ? t[k] : 0) * stride + k * step];                      \
+}
+FL_GATHER(fl_gather_f32, float)
+FL_GATHER(fl_gather_f64, double)
+
 #endif

@@ -66,4 +66,50 @@ static inline void fl_stream_shift_float(float* dst, const float* src, float m, 
     for (; j < n; j++) dst[j] = (src[j] - m) - r;
 }
 
+/* The gradient of class c at n positions of a class-target tile:
+ * dst[k] = e[k] a[k] - d[k] wc (no such term if d is NULL), less b[k] where
+ * t[k] == c (t is -1 at an ignored position), streamed on dst's whole lines
+ * if stream.  One pass for the scaling, the target's term and the copy out
+ * of the tile's scratch.  Every value comes from the one expression in
+ * fl_class_grad_at, vectorised or not, so it rounds the same (gcc fuses
+ * multiply-adds alike in both) wherever dst's lines happen to start. */
+static inline float fl_class_grad_at(const float* e, const float* a, const float* d, float wc,
+                                     const float* b, const int32_t* t, int32_t c, ptrdiff_t k) {
+    float less = t[k] == c ? b[k] : 0.0f;
+    return d != NULL ? e[k] * a[k] - d[k] * wc - less : e[k] * a[k] - less;
+}
+
+#define FL_LINE_FLOATS 16
+
+static inline void fl_class_grad_float(float* dst, const float* e, const float* a,
+                                       const float* d, float wc, const float* b,
+                                       const int32_t* t, int32_t c, ptrdiff_t n, int stream) {
+    ptrdiff_t j = 0;
+    if (stream) {
+        float line[FL_LINE_FLOATS] __attribute__((aligned(64)));
+        ptrdiff_t head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));
+        if (head > n) head = n;
+        for (; j < head; j++) dst[j] = fl_class_grad_at(e, a, d, wc, b, t, c, j);
+        for (; j + FL_LINE_FLOATS <= n; j += FL_LINE_FLOATS) {
+            if (d == NULL) {
+#pragma omp simd
+                for (ptrdiff_t k = 0; k < FL_LINE_FLOATS; k++)
+                    line[k] = fl_class_grad_at(e, a, NULL, 0, b, t, c, j + k);
+            } else {
+#pragma omp simd
+                for (ptrdiff_t k = 0; k < FL_LINE_FLOATS; k++)
+                    line[k] = fl_class_grad_at(e, a, d, wc, b, t, c, j + k);
+            }
+            fl_stream_float(dst + j, line, FL_LINE_FLOATS);
+        }
+    }
+    if (d == NULL) {
+#pragma omp simd
+        for (ptrdiff_t k = j; k < n; k++) dst[k] = fl_class_grad_at(e, a, NULL, 0, b, t, c, k);
+    } else {
+#pragma omp simd
+        for (ptrdiff_t k = j; k < n; k++) dst[k] = fl_class_grad_at(e, a, d, wc, b, t, c, k);
+    }
+}
+
 #endif

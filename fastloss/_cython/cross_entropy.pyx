@@ -16,14 +16,20 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport log
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
     fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
-    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_max, tile_width,
+    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max,
+    tile_width,
 )
+
+cdef extern from "_stream.h" nogil:
+    void fl_class_grad_float(float* dst, const float* e, const float* a, const float* d, float wc,
+                             const float* b, const int32_t* t, int32_t c, Py_ssize_t n,
+                             bint stream)
 
 
 def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] target,
@@ -107,7 +113,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
                 6 * bs * sizeof(double)
-                + (5 + (2 if prob else 1) * C) * bs * sizeof(floating), &failed)
+                + (6 + (2 if prob else 1) * C) * bs * sizeof(floating), &failed)
             for b in prange(n_blocks, schedule="static"):
                 if s != NULL:
                     o = b // n_tiles
@@ -266,7 +272,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                         bint prob, bint stream, double* scratch) noexcept nogil:
     """Sum of the losses of T <= Tmax positions; pointers sit at the tile's first position.
 
-    scratch: 6 double and 5 floating slots of Tmax values, then packed (C, T)
+    scratch: 6 double and 6 floating slots of Tmax values, then packed (C, T)
     blocks: the exps (with a gradient), and w_c y'_c for prob targets.
     The per-position loops are branch-free (selects, gathers) so they vectorise.
     """
@@ -281,7 +287,8 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef floating* D = A + Tmax     # ... - D * w_c (class) / - D * w_c y'_c (prob)
     cdef floating* B = D + Tmax     # ... - B at the target class
     cdef floating* f = B + Tmax     # float32 exp partial sums
-    cdef floating* pe = f + Tmax
+    cdef int32_t* tc = <int32_t*>(f + Tmax)  # the target class, -1 where ignored
+    cdef floating* pe = f + 2 * Tmax
     cdef floating* pwy = pe + C * Tmax
     cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
     cdef double wc, wt, gw
@@ -314,14 +321,13 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                 for k in range(T):
                     u[k] += wc * (<double>xc[k] - m[k])
     if not prob:
-        # An ignored position reads class 0; its results are selected away below.
         for k in range(T):
             t = tg[k]
-            v[k] = x[(t if t != ignore else 0) * inner + k]
+            tc[k] = <int32_t>t if t != ignore else -1
+        # An ignored position reads class 0; its results are selected away below.
+        tile_gather(x, tc, inner, 1, T, v)
         if w != NULL:
-            for k in range(T):
-                t = tg[k]
-                wts[k] = w[t if t != ignore else 0]
+            tile_gather(w, tc, 1, 0, T, wts)
         else:
             for k in range(T):
                 wts[k] = 1
@@ -374,7 +380,12 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
         for k in range(T):
             lo[k] = <floating>v[k]
     if gr != NULL:
-        _tile_gradient(pe, pwy, w, tg, ignore, A, B, D, eps, prob, C, T, inner, gr, stream)
+        if floating is float and not prob:
+            for c in range(C):
+                fl_class_grad_float(gr + c * inner, pe + c * T, A, D if eps != 0 else NULL,
+                                    w[c] if w != NULL else 1, B, tc, <int32_t>c, T, stream)
+        else:
+            _tile_gradient(pe, pwy, w, tg, ignore, A, B, D, eps, prob, C, T, inner, gr, stream)
     return lane_sum(v, T)
 
 
