@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from . import _buffers
+
 
 def _memory_order(arr):
     """Axis permutation under which ``arr`` is C-contiguous, or None."""
@@ -70,7 +72,7 @@ class ClassLayout:
 
     def empty(self, dtype):
         """A new array of the full shape in this layout's memory order."""
-        return self.full(np.empty((self.outer, self.classes, self.inner), dtype))
+        return self.full(_buffers.empty((self.outer, self.classes, self.inner), dtype))
 
     def full(self, arr3):
         """The inverse of :meth:`view`: an ``(outer, C, inner)`` array seen in the full shape."""
@@ -128,7 +130,7 @@ class Output:
         self.direct = direct is not None
         self.buffer = direct if self.direct else (
             scratch if scratch is not None
-            else np.empty((layout.outer, layout.classes, layout.inner), compute_dtype))
+            else _buffers.empty((layout.outer, layout.classes, layout.inner), compute_dtype))
 
     def finish(self):
         if self.direct:
