@@ -47,22 +47,19 @@ def _ignored_gradient(m, dt):
 
 
 @njit(cache=True, error_model="numpy")
-def _class_position(ls, inv_s, dxt, et, sm, wt, W, eps, C, g):
+def _class_position(ls, inv_s, dxt, sm, wt, W, eps, C, g):
     """Loss and gradient coefficients of one non-ignored position.
 
     ``ls = log(s)``, ``inv_s = 1 / s`` with ``s = sum_j exp(x_j - m)``, ``dxt = x_t - m``,
-    ``et = exp(dxt)``, ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0).
-    Returns ``(l, a, b, gt)``: the gradient is ``a e_j - b w_j`` off the
-    target and ``gt`` at it.
+    ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0).  Returns ``(l, a, b, bt)``:
+    the gradient is ``a e_j - b w_j``, less ``bt`` at the target.
     """
     nll = wt * (ls - dxt)
     if eps == 0.0:
-        a = g * wt * inv_s
-        return nll, a, 0.0, a * et - g * wt
+        return nll, g * wt * inv_s, 0.0, g * wt
     l = (1.0 - eps) * nll + eps / C * (W * ls + sm)
     a = g * ((1.0 - eps) * wt + eps * W / C) * inv_s
-    b = g * eps / C
-    return l, a, b, a * et - b * wt - g * (1.0 - eps) * wt
+    return l, a, g * eps / C, g * (1.0 - eps) * wt
 
 
 @njit(cache=True, error_model="numpy")
@@ -113,8 +110,9 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                 sm = row_sum(prod)
             wt = np.float64(weight[t]) if has_w else 1.0
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            l, a, b, gt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
-                                          np.float64(e[t]), sm, wt, W, eps, C, g)
+            l, a, b, bt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
+                                          sm, wt, W, eps, C, g)
+            gt = a * np.float64(e[t]) - b * wt - bt  # read before e (maybe gr) is scaled
             if g2.size != 0:
                 gr = g2[r]
                 if direct:
@@ -135,7 +133,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
 
 @njit(cache=True, error_model="numpy")
 def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                grad_out, stream, o, i0, n, e, m, s, s32, xt, et, a, b, gt, tg, f1, f2, f3):
+                grad_out, stream, o, i0, n, e, m, s, s32, xt, a, b, bt, tg, f1, f2, f3):
     """One tile; ``e`` ... ``f3`` are scratch of at least ``C * n`` / ``n`` items."""
     C = x.shape[1]
     dt = x.dtype.type
@@ -163,8 +161,8 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     # the position's sum s NaN, and so its loss and gradient.
     tile_max_fast(x, o, i0, n, m)
     tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
-    # Targets as int32, -1 where ignored (matching no class); their logits and
-    # exps are gathered here, per position, to keep the class loops select-free.
+    # Targets as int32, -1 where ignored (matching no class); their logits are
+    # gathered here, per position, to keep the class loops select-free.
     # One result per loop (with the log loop below, a few per cent faster); an
     # ignored position reads class 0 and has its value selected away.
     for i in range(n):
@@ -175,13 +173,6 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     for i in range(n):
         xv = xo[max(tg[i], 0) * stride + i]
         xt[i] = xv if tg[i] >= 0 else dt(0)
-    if has_g:
-        for i in range(n):
-            ev = e[max(tg[i], 0) * n + i]
-            et[i] = ev if tg[i] >= 0 else dt(1)
-    else:
-        for i in range(n):
-            et[i] = 1
     sm = f1
     for i in range(n):
         sm[i] = 0.0
@@ -209,41 +200,35 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     has_go = grad_output.size != 0
     for i in range(n):
         g = grad_scale * grad_output[o, i0 + i] if has_go else grad_scale
-        l, ai, bi, gti = _class_position(np.float64(ls[i]), 1.0 / s[i], np.float64(xt[i]) - np.float64(m[i]),
-                                         np.float64(et[i]), sm[i], wt[i], W, eps, C, g)
+        l, ai, bi, bti = _class_position(np.float64(ls[i]), 1.0 / s[i], np.float64(xt[i]) - np.float64(m[i]),
+                                         sm[i], wt[i], W, eps, C, g)
         on = tg[i] >= 0
         lv[i] = l if on else 0.0
-        a[i] = dt(ai) if on else dt(0.0)
+        # An ignored position's gradient is torch's 0 - softmax * 0: a e with
+        # a = 0 / s, so NaN where s is (the softmax is NaN there).
+        a[i] = dt(ai) if on else dt(0.0 / s[i])
         b[i] = dt(bi) if on else dt(0.0)
-        gt[i] = dt(gti)
+        bt[i] = dt(bti)
     part = row_sum(lv[:n])  # lanes: a plain running sum is a chain of dependent adds
     if loss_out.size != 0:
         lo = loss_out[o, i0:i0 + n]
         for i in range(n):
             lo[i] = lv[i]
     if has_g:
-        # The gradient is built in e, then copied out (grad_out may be x).
+        # A class row of the gradient is built over its exps in e (grad_out may
+        # be x), less bt at the target, and streamed out while in L1.
+        zero = dt(0.0)
         for c in range(C):
             ec = e[c * n:(c + 1) * n]
+            c32 = np.int32(c)  # an int64 compare would halve the vector width
             if eps == 0.0:
                 for i in range(n):
-                    ec[i] = a[i] * ec[i]
+                    ec[i] = a[i] * ec[i] - (bt[i] if tg[i] == c32 else zero)
             else:
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
-                    ec[i] = a[i] * ec[i] - b[i] * wc
-        for i in range(n):
-            if tg[i] >= 0:
-                e[tg[i] * n + i] = gt[i]
-        if live < n:
-            for i in range(n):
-                if tg[i] < 0:
-                    # NaN where the max is not finite (then s is NaN), as torch.
-                    fill = dt(0.0) if s[i] < np.inf else dt(np.nan)
-                    for c in range(C):
-                        e[c * n + i] = fill
-        for c in range(C):
-            stream_into(e[c * n:(c + 1) * n], grad_out[o, c, i0:i0 + n], stream)
+                    ec[i] = (a[i] * ec[i] - b[i] * wc) - (bt[i] if tg[i] == c32 else zero)
+            stream_into(ec, grad_out[o, c, i0:i0 + n], stream)
         stream_fence(stream)
     return part
 
@@ -254,7 +239,7 @@ def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
     """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
     C = x.shape[1]
     e = np.empty(C * T, x.dtype)
-    d = np.empty((7, T), x.dtype)
+    d = np.empty((6, T), x.dtype)
     s = np.empty(T)
     f = np.empty((3, T))
     tg = np.empty(T, np.int32)
@@ -263,7 +248,7 @@ def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
         i0, i1 = block_range(b % tiles, T, inner)
         partials[b] = _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output,
                                   loss_out, grad_out, stream, b // tiles, i0, i1 - i0, e, d[0], s, d[1],
-                                  d[2], d[3], d[4], d[5], d[6], tg, f[0], f[1], f[2])
+                                  d[2], d[3], d[4], d[5], tg, f[0], f[1], f[2])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
