@@ -4,6 +4,11 @@ softmax / log_softmax and their backward passes, nll_loss, cross_entropy,
 binary_cross_entropy and binary_cross_entropy_with_logits, for NumPy arrays
 of any layout, with the loss and its gradient computed in one pass.  Two
 backends (Numba and Cython/OpenMP) implement the same kernels.
+
+Results of 32 MiB or more are placed in recycled memory: a dead result's
+buffer is reused for the next result of its size instead of faulting in
+fresh pages (``FASTLOSS_RECYCLE_MIB``, default 512, caps the idle memory;
+0 turns it off).  See ``fastloss._buffers``.
 """
 from ._backends import backend, get_backend, get_num_threads, set_backend, set_num_threads
 from ._binary_losses import binary_cross_entropy, binary_cross_entropy_with_logits
