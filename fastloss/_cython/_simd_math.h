@@ -163,6 +163,115 @@ static inline float fl_exp_sum_range(const float* x, float m, ptrdiff_t g, ptrdi
     return s;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* exp(x) for 16 values whose exps are all normal floats (x in
+ * [FL_EXP_NORMAL_MIN, 0]), in about three quarters of fl_expf_normal's
+ * work: n = round(x 32 / ln2), exp(x) = 2^(n / 32) exp(r) with |r| <= ln2 / 64,
+ * 2^((n mod 32) / 32) read from a 32-entry table held in two registers
+ * (vpermt2ps), exp(r) by its degree-3 Taylor polynomial (error below 2^-30),
+ * and floor(n / 32) added to the exponent bits.  Within 1.01 ulp on 20M
+ * points of [-86.5, 0] (fl_expf_normal: 0.91); rows take it, a tenth faster
+ * (cross-entropy on (8192, 1000) 1.63 -> 1.52 ms, both builds in one process). */
+static const float fl_exp2_32nds[32] __attribute__((aligned(64))) = {
+    0x1p+0f, 0x1.059b0ep+0f, 0x1.0b5586p+0f, 0x1.11301ep+0f, 0x1.172b84p+0f, 0x1.1d4874p+0f,
+    0x1.2387a6p+0f, 0x1.29e9ep+0f, 0x1.306fep+0f, 0x1.371a74p+0f, 0x1.3dea64p+0f, 0x1.44e086p+0f,
+    0x1.4bfdaep+0f, 0x1.5342b6p+0f, 0x1.5ab07ep+0f, 0x1.6247ecp+0f, 0x1.6a09e6p+0f, 0x1.71f75ep+0f,
+    0x1.7a1148p+0f, 0x1.82589ap+0f, 0x1.8ace54p+0f, 0x1.93737cp+0f, 0x1.9c4918p+0f, 0x1.a5503cp+0f,
+    0x1.ae89fap+0f, 0x1.b7f77p+0f, 0x1.c199bep+0f, 0x1.cb720ep+0f, 0x1.d5818ep+0f, 0x1.dfc974p+0f,
+    0x1.ea4afap+0f, 0x1.f50766p+0f,
+};
+
+static inline __m512 fl_exp16_normal(__m512 x)
+{
+    const __m512 magic = _mm512_set1_ps(FL_EXP_MAGIC);
+    __m512 k = _mm512_fmadd_ps(x, _mm512_set1_ps(46.166241308446828f), magic);
+    __m512 n = _mm512_sub_ps(k, magic);
+    /* ln2 / 32 in Cephes' two parts (each exact times n), scaled by 2^-5. */
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f / 32), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f / 32), r);
+    /* q = exp(r) - 1, so that t exp(r) = t + t q rounds once. */
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 6), r, _mm512_set1_ps(0.5f));
+    q = _mm512_mul_ps(_mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f)), r);
+    __m512i bits = _mm512_castps_si512(k);
+    __m512 t = _mm512_permutex2var_ps(_mm512_load_ps(fl_exp2_32nds), bits,
+                                      _mm512_load_ps(fl_exp2_32nds + 16));
+    __m512i scale = _mm512_slli_epi32(
+        _mm512_srai_epi32(_mm512_sub_epi32(bits, _mm512_set1_epi32(0x4b400000)), 5), 23);
+    return _mm512_castsi512_ps(
+        _mm512_add_epi32(_mm512_castps_si512(_mm512_fmadd_ps(t, q, t)), scale));
+}
+
+/* fl_exp_store_sum(x, m, e, g, end, fl_expf_normal) with fl_exp16_normal; the
+ * last partial vector masked. */
+static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, ptrdiff_t g,
+                                            ptrdiff_t end)
+{
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512 acc = _mm512_setzero_ps();
+    ptrdiff_t j = g;
+    for (; j + 16 <= end; j += 16) {
+        __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
+        _mm512_storeu_ps(e + j, v);
+        acc = _mm512_add_ps(acc, v);
+    }
+    if (j < end) {
+        __mmask16 tail = (__mmask16)((1u << (end - j)) - 1);
+        __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + j), vm));
+        _mm512_mask_storeu_ps(e + j, tail, v);
+        acc = _mm512_mask_add_ps(acc, tail, acc, v);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, max, min, sum) with
+ * fl_exp16_normal.  max / min keep their operand on a NaN (vmaxps returns its
+ * second operand then), dropping a NaN as the generic loop does. */
+static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
+                                            const float* next, float* max, float* min,
+                                            float* sum)
+{
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512 acc = _mm512_setzero_ps(), sx = _mm512_setzero_ps();
+    __m512 mx = _mm512_set1_ps(*max), mn = _mm512_set1_ps(*min);
+    ptrdiff_t j = g;
+    for (; j + 16 <= end; j += 16) {
+        __m512 nv = _mm512_loadu_ps(next + j);
+        acc = _mm512_add_ps(acc, fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm)));
+        mx = _mm512_max_ps(nv, mx);
+        mn = _mm512_min_ps(nv, mn);
+        sx = _mm512_add_ps(sx, nv);
+    }
+    if (j < end) {
+        __mmask16 tail = (__mmask16)((1u << (end - j)) - 1);
+        __m512 nv = _mm512_maskz_loadu_ps(tail, next + j);
+        __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + j), vm));
+        acc = _mm512_mask_add_ps(acc, tail, acc, v);
+        mx = _mm512_mask_max_ps(mx, tail, nv, mx);
+        mn = _mm512_mask_min_ps(mn, tail, nv, mn);
+        sx = _mm512_mask_add_ps(sx, tail, sx, nv);
+    }
+    *max = _mm512_reduce_max_ps(mx);
+    *min = _mm512_reduce_min_ps(mn);
+    *sum += _mm512_reduce_add_ps(sx);
+    return _mm512_reduce_add_ps(acc);
+}
+#else
+static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, ptrdiff_t g,
+                                            ptrdiff_t end)
+{
+    return fl_exp_store_sum(x, m, e, g, end, fl_expf_normal);
+}
+
+static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
+                                            const float* next, float* max, float* min,
+                                            float* sum)
+{
+    return fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, max, min, sum);
+}
+#endif
+
 /* e = exp(x - m) for a row with m = max(x) (e may be x); returns sum(e);
  * normal as set by fl_row_max_f32.
  *
@@ -179,7 +288,7 @@ static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff
     double total = 0;
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
-        total += normal ? fl_exp_store_sum(x, m, e, g, end, fl_expf_normal)
+        total += normal ? fl_exp_store_sum_normal(x, m, e, g, end)
                         : fl_exp_store_sum(x, m, e, g, end, fl_expf_neg);
     }
     return total;
@@ -196,7 +305,7 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     float mx = next[0], mn = next[0], sx = 0;
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
-        total += normal ? fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, &mx, &mn, &sx)
+        total += normal ? fl_exp_sum_range_normal(x, m, g, end, next, &mx, &mn, &sx)
                         : fl_exp_sum_range(x, m, g, end, fl_expf_neg, next, &mx, &mn, &sx);
     }
     *next_max = mx;
