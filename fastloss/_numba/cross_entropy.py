@@ -171,7 +171,8 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     xo = x[o].reshape(C * x.shape[2])[i0:]
     stride = x.shape[2]
     for i in range(n):
-        xv = xo[max(tg[i], 0) * stride + i]
+        # An unsigned index: no wraparound branch for a negative one.
+        xv = xo[np.uint64(max(tg[i], 0) * stride + i)]
         xt[i] = xv if tg[i] >= 0 else dt(0)
     sm = f1
     for i in range(n):
