@@ -76,9 +76,11 @@ def best_times(calls, repeat):
     """Best time of each call, the calls taking turns so that drift in machine load hits all alike.
 
     ``calls`` maps a name to ``(prepare, call)``; only ``call`` is timed (``prepare``
-    picks the fastloss backend, as a user does once, not per call).  The turn order
-    rotates every round: a call that follows torch finds torch's OpenMP threads still
-    spinning for a while, and no implementation should always be the one that does.
+    picks the fastloss backend, as a user does once, not per call).  Each timed call
+    follows an untimed call of itself, as in a training loop: it finds its own
+    threads and caches as its last call left them, not another library's OpenMP
+    threads still spinning (which slowed whichever call came next by 10-20 %; with
+    plain turns the penalty fell unevenly).  The turn order also rotates every round.
     """
     for prepare, call in calls.values():
         prepare()
@@ -89,6 +91,7 @@ def best_times(calls, repeat):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             prepare, call = calls[name]
             prepare()
+            call()
             start = time.perf_counter()
             call()
             best[name] = min(best[name], time.perf_counter() - start)
