@@ -178,3 +178,30 @@ def test_cross_entropy_is_nll_of_log_softmax(backend, rng):
     target = make_target(rng, x.shape, ignore_fraction=0)
     expected = fl.nll_loss(fl.log_softmax(x, axis=1), target)
     np.testing.assert_allclose(fl.cross_entropy(x, target), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("C", [1000, 33])
+def test_rows_shifted_by_their_first_value_or_their_max(backend, rng, C):
+    """A float32 row's exps may be shifted by its first value (one pass) when no value lies
+    more than 30 above it and every exp stays normal, else by its max: rows on either side of
+    those limits, among ordinary ones, with a small upstream gradient that a large shifted sum
+    could push into subnormal scales."""
+    x = (rng.standard_normal((12, C)) * 2).astype(np.float32)
+    x[0, 5] = x[0, 0] + 29.5           # first value shifts, sum near e^29.5
+    x[1, 5] = x[1, 0] + 100.0          # far above (exps would overflow): the max shifts
+    x[2, 0] = 90.0                     # exps below the normal range: the max shifts
+    x[9, 5] = x[9, 0] + 30.5           # just too far above
+    x[3, :] = -86.0 + rng.random(C).astype(np.float32) * 6  # tiny logits, first value shifts
+    x[4, :] = 85.0 + rng.random(C).astype(np.float32) * 5   # large ones
+    x[5, 0] = x[5, 1] - 86.4          # x[0] the min, all exps normal
+    x[6, 0] = -np.inf                  # an infinite first value
+    x[7, 3] = np.nan
+    x[8, 0] = np.nan
+    target = rng.integers(0, C, 12)
+    upstream = np.full(12, 1e-7, np.float32)
+    loss, grad = fl.cross_entropy(x, target, reduction="none", return_grad=True, grad_output=upstream)
+    ref_loss, ref_grad = loss_and_grad("cross_entropy", x, target, reduction="none", grad_output=upstream)
+    assert_close(loss, ref_loss, np.float32)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-13)
+    only_loss = fl.cross_entropy(x, target, reduction="none")
+    np.testing.assert_array_equal(only_loss, loss)

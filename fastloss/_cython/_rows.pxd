@@ -20,6 +20,7 @@ cdef extern from "_simd_math.h" nogil:
     float fl_expf_neg(float)
     float fl_row_max_f32(const float* x, Py_ssize_t n, int* normal)
     double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n, int normal)
+    double fl_exp_first_f32(const float* x, float* e, Py_ssize_t n, int* ok)
     double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, int normal,
                                    const float* next, float* next_max, int* next_normal)
     void fl_gather_f32(const float* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
@@ -336,6 +337,21 @@ cdef inline double exp_shift(const floating* x, floating m, floating* e, Py_ssiz
         return fl_exp_shift_f32(x, m, e, n, normal)
     else:
         return exp_shift_lanes(x, m, e, n)
+
+
+cdef inline double exp_shift_first(const floating* x, floating* e, Py_ssize_t n,
+                                   floating* m) noexcept nogil:
+    """e = exp(x - m) (e not x) and its sum, for a shift m chosen here: x[0] when
+    that serves (float32: fl_exp_first_f32, one pass), else the row's max (two)."""
+    cdef int ok = 0, normal
+    cdef double s
+    if floating is float:
+        s = fl_exp_first_f32(x, e, n, &ok)
+        if ok:
+            m[0] = x[0]
+            return s
+    m[0] = row_max(x, n, &normal)
+    return exp_shift(x, m[0], e, n, normal)
 
 
 cdef inline double exp_shift_lanes(const floating* x, floating m, floating* e,

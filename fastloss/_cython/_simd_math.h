@@ -144,18 +144,21 @@ static inline float fl_exp_store_sum(const float* x, float m, float* e, ptrdiff_
     return s;
 }
 
-/* sum(exp(x[g:end] - m)), and the running max, min and sum of next[g:end]. */
-static inline float fl_exp_sum_range(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
-                                     fl_exp_fn exp_fn, const float* next, float* max,
-                                     float* min, float* sum)
+/* sum(exp(x[g:end] - m)), the exps also stored in e unless it is NULL, and the
+ * running max, min and sum of track[g:end] (the next row, or x itself). */
+static inline float fl_exp_sum_range(const float* x, float m, float* e, ptrdiff_t g,
+                                     ptrdiff_t end, fl_exp_fn exp_fn, const float* track,
+                                     float* max, float* min, float* sum)
 {
     float s = 0, mx = *max, mn = *min, sx = *sum;
 #pragma omp simd reduction(+:s, sx) reduction(max:mx) reduction(min:mn)
     for (ptrdiff_t j = g; j < end; j++) {
-        s += exp_fn(x[j] - m);
-        mx = next[j] > mx ? next[j] : mx;
-        mn = next[j] < mn ? next[j] : mn;
-        sx += next[j];
+        float v = exp_fn(x[j] - m);
+        if (e != NULL) e[j] = v;
+        s += v;
+        mx = track[j] > mx ? track[j] : mx;
+        mn = track[j] < mn ? track[j] : mn;
+        sx += track[j];
     }
     *max = mx;
     *min = mn;
@@ -225,37 +228,57 @@ static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, p
     return _mm512_reduce_add_ps(acc);
 }
 
-/* fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, max, min, sum) with
- * fl_exp16_normal.  max / min keep their operand on a NaN (vmaxps returns its
- * second operand then), dropping a NaN as the generic loop does. */
-static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
-                                            const float* next, float* max, float* min,
-                                            float* sum)
+/* sum(exp(x[g:end] - m)) by fl_exp16_normal, the exps also stored in e unless
+ * it is NULL, and the running max, min and sum of track[g:end] (the next row,
+ * or x itself).  max / min keep their operand on a NaN (vmaxps returns its
+ * second operand then), dropping a NaN as the generic loops do. */
+static inline float fl_exp_track16(const float* x, float m, float* e, ptrdiff_t g, ptrdiff_t end,
+                                   const float* track, float* max, float* min, float* sum)
 {
     const __m512 vm = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps(), sx = _mm512_setzero_ps();
     __m512 mx = _mm512_set1_ps(*max), mn = _mm512_set1_ps(*min);
     ptrdiff_t j = g;
     for (; j + 16 <= end; j += 16) {
-        __m512 nv = _mm512_loadu_ps(next + j);
-        acc = _mm512_add_ps(acc, fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm)));
-        mx = _mm512_max_ps(nv, mx);
-        mn = _mm512_min_ps(nv, mn);
-        sx = _mm512_add_ps(sx, nv);
+        __m512 tv = _mm512_loadu_ps(track + j);
+        __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
+        if (e != NULL) _mm512_storeu_ps(e + j, v);
+        acc = _mm512_add_ps(acc, v);
+        mx = _mm512_max_ps(tv, mx);
+        mn = _mm512_min_ps(tv, mn);
+        sx = _mm512_add_ps(sx, tv);
     }
     if (j < end) {
         __mmask16 tail = (__mmask16)((1u << (end - j)) - 1);
-        __m512 nv = _mm512_maskz_loadu_ps(tail, next + j);
+        __m512 tv = _mm512_maskz_loadu_ps(tail, track + j);
         __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + j), vm));
+        if (e != NULL) _mm512_mask_storeu_ps(e + j, tail, v);
         acc = _mm512_mask_add_ps(acc, tail, acc, v);
-        mx = _mm512_mask_max_ps(mx, tail, nv, mx);
-        mn = _mm512_mask_min_ps(mn, tail, nv, mn);
-        sx = _mm512_mask_add_ps(sx, tail, sx, nv);
+        mx = _mm512_mask_max_ps(mx, tail, tv, mx);
+        mn = _mm512_mask_min_ps(mn, tail, tv, mn);
+        sx = _mm512_mask_add_ps(sx, tail, sx, tv);
     }
     *max = _mm512_reduce_max_ps(mx);
     *min = _mm512_reduce_min_ps(mn);
     *sum += _mm512_reduce_add_ps(sx);
     return _mm512_reduce_add_ps(acc);
+}
+
+/* fl_exp_sum_range(x, m, NULL, g, end, fl_expf_normal, next, max, min, sum) by fl_exp16_normal. */
+static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g, ptrdiff_t end,
+                                            const float* next, float* max, float* min,
+                                            float* sum)
+{
+    return fl_exp_track16(x, m, NULL, g, end, next, max, min, sum);
+}
+
+/* fl_exp_store_sum_normal(x, c, e, g, end) for a shift c not known to keep
+ * the exps normal: also the max, min and sum of x[g:end] (as fl_exp_sum_range
+ * takes them of its next row), which say whether it did. */
+static inline float fl_exp_store_sum_range(const float* x, float c, float* e, ptrdiff_t g,
+                                           ptrdiff_t end, float* max, float* min, float* sum)
+{
+    return fl_exp_track16(x, c, e, g, end, x, max, min, sum);
 }
 #else
 static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, ptrdiff_t g,
@@ -268,7 +291,13 @@ static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g
                                             const float* next, float* max, float* min,
                                             float* sum)
 {
-    return fl_exp_sum_range(x, m, g, end, fl_expf_normal, next, max, min, sum);
+    return fl_exp_sum_range(x, m, NULL, g, end, fl_expf_normal, next, max, min, sum);
+}
+
+static inline float fl_exp_store_sum_range(const float* x, float c, float* e, ptrdiff_t g,
+                                           ptrdiff_t end, float* max, float* min, float* sum)
+{
+    return fl_exp_sum_range(x, c, e, g, end, fl_expf_normal, x, max, min, sum);
 }
 #endif
 
@@ -294,6 +323,26 @@ static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff
     return total;
 }
 
+/* e = exp(x - x[0]) over a row of n >= 1 values (e not x), returning sum(e) as
+ * fl_exp_shift_f32 does, in one pass: the first value is the shift, and *ok
+ * says whether it served, that is no value is NaN, none lies more than
+ * FL_SHIFT_ABOVE above x[0] (the sum, and with it the gradient's scale, stays
+ * within e^FL_SHIFT_ABOVE of the max-shifted one) and every exp is normal.
+ * Otherwise the caller shifts by the max in two passes. */
+#define FL_SHIFT_ABOVE 30.0f
+
+static inline double fl_exp_first_f32(const float* x, float* e, ptrdiff_t n, int* ok)
+{
+    double total = 0;
+    float c = x[0], mx = x[0], mn = x[0], sx = 0;
+    for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
+        ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
+        total += fl_exp_store_sum_range(x, c, e, g, end, &mx, &mn, &sx);
+    }
+    *ok = sx == sx && mx - c <= FL_SHIFT_ABOVE && mn - c >= FL_EXP_NORMAL_MIN;
+    return total;
+}
+
 /* sum(exp(x - m)) over a row, as fl_exp_shift_f32 without storing the exps,
  * and for the next row what fl_row_max_f32 gives: the next row's max pass
  * runs in the same loop, its loads overlapping this row's exps. */
@@ -306,7 +355,7 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
         total += normal ? fl_exp_sum_range_normal(x, m, g, end, next, &mx, &mn, &sx)
-                        : fl_exp_sum_range(x, m, g, end, fl_expf_neg, next, &mx, &mn, &sx);
+                        : fl_exp_sum_range(x, m, NULL, g, end, fl_expf_neg, next, &mx, &mn, &sx);
     }
     *next_max = mx;
     *next_normal = fl_normal_exps(mx, mn, sx);

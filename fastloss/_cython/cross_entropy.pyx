@@ -21,9 +21,9 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
-    fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
-    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max,
-    tile_width,
+    exp_shift_first, fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max,
+    rows_per_block, shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum,
+    tile_gather, tile_max, tile_width,
 )
 
 cdef extern from "_stream.h" nogil:
@@ -173,19 +173,29 @@ cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept n
 cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, double eps,
                        double W, double g, floating* gr, floating* e,
                        Py_ssize_t C) noexcept nogil:
-    """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x)."""
+    """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x).
+
+    The exps are shifted by the row's max, or by its first value where that
+    serves as well (exp_shift_first): then one pass over x instead of two.
+    """
     cdef int normal
-    cdef floating m = row_max(x, C, &normal)
+    cdef floating m
     cdef double xt = x[t]
     cdef double wt = w[t] if w != NULL else 1.0
     cdef double sw = 0, s, logs, loss
     cdef floating A, D
     cdef Py_ssize_t j
-    if eps != 0:
-        sw = shifted_dot(x, m, w, C)
     if gr != NULL:
         e = gr
-    s = exp_shift(x, m, e, C, normal)
+    if eps == 0 and <const floating*>e != x:
+        s = exp_shift_first(x, e, C, &m)
+    else:
+        # The smoothing sum, and x itself when it is overwritten, need the
+        # shift before the exps.
+        m = row_max(x, C, &normal)
+        if eps != 0:
+            sw = shifted_dot(x, m, w, C)
+        s = exp_shift(x, m, e, C, normal)
     logs = log(s)
     loss = wt * ((m - xt) + logs)
     if eps != 0:
