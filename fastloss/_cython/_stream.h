@@ -81,18 +81,6 @@ static inline float fl_class_grad_at(const float* e, const float* a, const float
 
 #define FL_LINE_FLOATS 16
 
-/* One 64-byte line from an aligned buffer to a line-aligned dst, streamed. */
-static inline void fl_stream_line(float* dst, const float* line) {
-#if defined(__AVX512F__)
-    _mm512_stream_ps(dst, _mm512_load_ps(line));
-#elif defined(__AVX__)
-    _mm256_stream_ps(dst, _mm256_load_ps(line));
-    _mm256_stream_ps(dst + 8, _mm256_load_ps(line + 8));
-#else
-    for (int k = 0; k < FL_LINE_FLOATS; k += 4) _mm_stream_ps(dst + k, _mm_load_ps(line + k));
-#endif
-}
-
 static inline void fl_class_grad_float(float* dst, const float* e, const float* a,
                                        const float* d, float wc, const float* b,
                                        const int32_t* t, int32_t c, ptrdiff_t n, int stream) {
@@ -112,7 +100,7 @@ static inline void fl_class_grad_float(float* dst, const float* e, const float* 
                 for (ptrdiff_t k = 0; k < FL_LINE_FLOATS; k++)
                     line[k] = fl_class_grad_at(e, a, d, wc, b, t, c, j + k);
             }
-            fl_stream_line(dst + j, line);
+            fl_stream_float(dst + j, line, FL_LINE_FLOATS);
         }
     }
     if (d == NULL) {

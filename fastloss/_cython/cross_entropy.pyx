@@ -21,15 +21,10 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
-    exp_shift_first, fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max,
-    rows_per_block, shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum,
-    tile_gather, tile_max, tile_width,
+    exp_shift_first, fl_class_grad_float, fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks,
+    n_items, row_max, rows_per_block, shifted_dot, stream_into, sum_in_order, thread_scratch,
+    tile_exp_sum, tile_gather, tile_max, tile_width,
 )
-
-cdef extern from "_stream.h" nogil:
-    void fl_class_grad_float(float* dst, const float* e, const float* a, const float* d, float wc,
-                             const float* b, const int32_t* t, int32_t c, Py_ssize_t n,
-                             bint stream)
 
 
 def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] target,
