@@ -36,6 +36,8 @@ cdef extern from "_stream.h" nogil:
     void fl_class_grad_float(float* dst, const float* e, const float* a, const float* d, float wc,
                              const float* b, const int32_t* t, int32_t c, Py_ssize_t n,
                              bint stream)
+    void fl_row_grad_stream_float(float* dst, const float* e, float a, Py_ssize_t t, float vt,
+                                  Py_ssize_t n)
 
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)

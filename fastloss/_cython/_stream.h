@@ -112,4 +112,32 @@ static inline void fl_class_grad_float(float* dst, const float* e, const float* 
     }
 }
 
+/* A class-target row's gradient from its exps e: dst[:n] = e[:n] a, but
+ * dst[t] = vt, streamed on dst's whole lines.  The target's line is patched
+ * in a register: a plain store into a streamed line would read it back. */
+static inline void fl_row_grad_stream_float(float* dst, const float* e, float a, ptrdiff_t t,
+                                            float vt, ptrdiff_t n) {
+    ptrdiff_t j = 0, head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));
+    if (head > n) head = n;
+    for (; j < head; j++) dst[j] = e[j] * a;
+#if defined(__AVX512F__)
+    const __m512 va = _mm512_set1_ps(a), vvt = _mm512_set1_ps(vt);
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(e + j), va);
+        if ((size_t)(t - j) < 16) v = _mm512_mask_mov_ps(v, (__mmask16)(1u << (t - j)), vvt);
+        _mm512_stream_ps(dst + j, v);
+    }
+#else
+    float line[FL_LINE_FLOATS] __attribute__((aligned(64)));
+    for (; j + FL_LINE_FLOATS <= n; j += FL_LINE_FLOATS) {
+        for (ptrdiff_t k = 0; k < FL_LINE_FLOATS; k++) line[k] = e[j + k] * a;
+        if ((size_t)(t - j) < FL_LINE_FLOATS) line[t - j] = vt;
+        fl_stream_float(dst + j, line, FL_LINE_FLOATS);
+    }
+#endif
+    ptrdiff_t body_end = j;
+    for (; j < n; j++) dst[j] = e[j] * a;
+    if (t < head || t >= body_end) dst[t] = vt;
+}
+
 #endif

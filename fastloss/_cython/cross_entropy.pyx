@@ -21,9 +21,9 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
-    exp_shift_first, fl_class_grad_float, fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks,
-    n_items, row_max, rows_per_block, shifted_dot, stream_into, sum_in_order, thread_scratch,
-    tile_exp_sum, tile_gather, tile_max, tile_width,
+    exp_shift_first, fl_class_grad_float, fl_row_grad_stream_float, fl_stream_fence, flog,
+    lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into,
+    sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
 )
 
 
@@ -102,7 +102,9 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                 if e != NULL:
                     r0 = b * bs
                     part[b] = _row_block(xp, tg, yp, w, ignore, eps, W, gscale, go, lo,
-                                         gr, C, r0, min(outer, r0 + bs), prob, e)
+                                         gr, C, r0, min(outer, r0 + bs), prob, stream, e)
+            if stream:
+                fl_stream_fence()
             free(e)
     else:
         with nogil, parallel(use_threads_if=threaded):
@@ -132,7 +134,7 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
                        const floating* w, int64_t ignore, double eps, double W,
                        double gscale, const floating* go, floating* lo, floating* gr,
                        Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1, bint prob,
-                       floating* e) noexcept nogil:
+                       bint stream, floating* e) noexcept nogil:
     """Sum of the losses of rows [r0, r1); e is a row of scratch for a loss-only call."""
     cdef double total = 0, loss, g
     cdef Py_ssize_t r
@@ -148,7 +150,7 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
                 if gr != NULL:
                     _ignored_row(x + r * C, gr + r * C, C)
             else:
-                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C)
+                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C, stream)
         if lo != NULL:
             lo[r] = <floating>loss
         total += loss
@@ -167,11 +169,13 @@ cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept n
 
 cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, double eps,
                        double W, double g, floating* gr, floating* e,
-                       Py_ssize_t C) noexcept nogil:
+                       Py_ssize_t C, bint stream) noexcept nogil:
     """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x).
 
     The exps are shifted by the row's max, or by its first value where that
     serves as well (exp_shift_first): then one pass over x instead of two.
+    With stream (a large float32 result), the exps stay in the scratch row e
+    and the gradient leaves in one streamed pass: its lines are never read.
     """
     cdef int normal
     cdef floating m
@@ -180,7 +184,9 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
     cdef double sw = 0, s, logs, loss
     cdef floating A, D
     cdef Py_ssize_t j
-    if gr != NULL:
+    cdef bint streamed = (floating is float and stream and gr != NULL and eps == 0
+                          and <const floating*>gr != x)
+    if gr != NULL and not streamed:
         e = gr
     if eps == 0 and <const floating*>e != x:
         s = exp_shift_first(x, e, C, &m)
@@ -200,6 +206,10 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
         return loss
     if eps == 0:
         A = <floating>(g * wt / s)
+        if streamed:
+            D = e[t] * A
+            fl_row_grad_stream_float(<float*>gr, <float*>e, A, t, D - <floating>(g * wt), C)
+            return loss
         for j in range(C):
             gr[j] = gr[j] * A
     else:
