@@ -57,9 +57,10 @@ class ClassLayout:
 
     # -- arrays of the full shape -------------------------------------------------
     def view(self, arr, dtype):
-        """``arr`` as ``(outer, C, inner)`` without a copy, or None if its dtype or memory do not allow it."""
+        """``arr`` as ``(outer, C, inner)`` without a copy, or None if its dtype or memory do not
+        allow it: a kernel writes whole aligned vectors, so the items must be aligned too."""
         moved = arr.transpose(self.order)
-        if arr.dtype != dtype or not moved.flags.c_contiguous:
+        if arr.dtype != dtype or not moved.flags.c_contiguous or not arr.flags.aligned:
             return None
         return moved.reshape(self.outer, self.classes, self.inner)
 

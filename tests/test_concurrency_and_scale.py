@@ -49,27 +49,45 @@ def _misaligned(shape, dtype=np.float32):
 
 
 # Every result here is over the 8 MiB past which the kernels write with streaming stores.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
-def test_large_cross_entropy_gradient_into_misaligned_buffer(backend, rng, shape):
-    """Targets on every class: the target's term lands in every part of a streamed row."""
-    x = rng.standard_normal(shape).astype(np.float32)
+def test_large_cross_entropy_gradient_into_misaligned_buffer(backend, rng, shape, dtype):
+    """Targets on every class: the target's term lands in every part of a streamed row.
+    float64 items 4 bytes off their alignment go through scratch (streamed, they crashed)."""
+    x = rng.standard_normal(shape).astype(dtype)
     target = rng.permutation(np.arange(x.size // shape[1]) % shape[1]).reshape(shape[:1] + shape[2:])
     target.flat[::7] = -100
-    gradient = _misaligned(shape)
+    gradient = _misaligned(shape, dtype)
     loss, grad = fl.cross_entropy(x, target, return_grad=True, gradient_out=gradient)
     expected = loss_and_grad("cross_entropy", x, target)
     assert grad is gradient
+    assert_close(loss, expected[0], dtype)
+    assert_close(grad, expected[1], dtype)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
+def test_large_cross_entropy_gradient_in_place(backend, rng, shape, label_smoothing):
+    """gradient_out=x: each row or tile is read before its streamed gradient overwrites it."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    target = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    expected = loss_and_grad("cross_entropy", x, target, label_smoothing=label_smoothing)
+    loss, grad = fl.cross_entropy(x, target, return_grad=True, gradient_out=x,
+                                  label_smoothing=label_smoothing)
+    assert grad is x
     assert_close(loss, expected[0], np.float32)
-    assert_close(grad, expected[1], np.float32)
+    assert_close(x, expected[1], np.float32)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
-def test_large_normaliser_into_misaligned_buffer(backend, rng, name, shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    out = _misaligned(shape)
+def test_large_normaliser_into_misaligned_buffer(backend, rng, name, shape, dtype):
+    """float64 items 4 bytes off their alignment: the result goes through scratch."""
+    x = rng.standard_normal(shape).astype(dtype)
+    out = _misaligned(shape, dtype)
     assert getattr(fl, name)(x, axis=1, out=out) is out
-    assert_close(out, normaliser(name, x, 1)[0], np.float32)
+    assert_close(out, normaliser(name, x, 1)[0], dtype)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

@@ -20,9 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, row_blocking, row_exp, row_exp_sum, row_max,
-                    row_max_normal, row_sum, scale_in_place, scale_into, stream_fence, stream_into, sum_partials,
-                    tile_blocking, tile_exp, tile_exp_fast, tile_max, tile_max_fast)
+from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, borrowed, row_blocking, row_exp, row_exp_sum,
+                    row_exp_sum_first, row_max, row_max_normal, row_sum, scale_in_place, scale_into, stream_affine,
+                    stream_fence, stream_into, sum_partials, tile_blocking, tile_exp, tile_exp_fast, tile_max,
+                    tile_max_fast)
 from ._vmath import vlog
 
 
@@ -62,7 +63,7 @@ def _class_position(ls, inv_s, dxt, sm, wt, W, eps, C, g):
     return l, a, g * eps / C, g * (1.0 - eps) * wt
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _smoothed_gradient(v, a, b, weight, smooth):
     """``v = a v - b w`` in place (``w = 1`` without weights; ``a v`` alone unless ``smooth``)."""
     if not smooth:
@@ -77,15 +78,17 @@ def _smoothed_gradient(v, a, b, weight, smooth):
 
 @njit(cache=True, error_model="numpy")
 def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                grad_out, g2, r0, r1):
+                g2, stream, r0, r1, scratch):
+    """Rows r0:r1; scratch holds C items (an argument, so that it outlives the views borrowed of it)."""
     C = x2.shape[1]
     dt = x2.dtype.type
     has_w = weight.size != 0
-    # The exps go straight into the gradient row, and are scaled there: its
-    # first write from memory then overlaps the exp work instead of being a
-    # memory-bound last pass.  A gradient written over x takes them in scratch.
-    direct = g2.size != 0 and g2.ctypes.data != x2.ctypes.data
-    scratch = np.empty(0 if direct else C, x2.dtype)
+    # Streamed, a row's exps stay in scratch and its gradient leaves from there
+    # in one pass.  Otherwise the exps go straight into the gradient row and
+    # are scaled there: its first write from memory then overlaps the exp
+    # work.  A gradient written over x takes them in scratch.  Rows are
+    # borrowed views (see `borrowed`).
+    direct = g2.size != 0 and g2.ctypes.data != x2.ctypes.data and not stream
     prod = np.empty(C if eps != 0.0 else 0)
     part = 0.0
     for r in range(r0, r1):
@@ -93,18 +96,20 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
         l = 0.0
         if t == ignore_index:
             if g2.size != 0:
-                fill = _ignored_gradient(row_max(x2[r]), dt)
-                gr = g2[r]
+                fill = _ignored_gradient(row_max(borrowed(x2, r * C, C)), dt)
+                gr = borrowed(g2, r * C, C)
                 for j in range(C):
                     gr[j] = fill
         else:
-            xr = x2[r]
-            e = g2[r] if direct else scratch
-            # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
-            m, normal = row_max_normal(xr)
-            s = row_exp_sum(xr, m, e, normal)
+            xr = borrowed(x2, r * C, C)
+            e = borrowed(g2, r * C, C) if direct else borrowed(scratch, 0, C)
             sm = 0.0
-            if eps != 0.0:
+            if eps == 0.0:
+                s, m = row_exp_sum_first(xr, e)
+            else:
+                # NaN-dropping max: a NaN, +inf or all -inf row still has a NaN sum.
+                m, normal = row_max_normal(xr)
+                s = row_exp_sum(xr, m, e, normal)
                 for j in range(C):
                     prod[j] = (np.float64(m) - np.float64(xr[j])) * (weight[j] if has_w else 1.0)
                 sm = row_sum(prod)
@@ -112,22 +117,19 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
             l, a, b, bt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
                                           sm, wt, W, eps, C, g)
-            gt = a * np.float64(e[t]) - b * wt - bt  # read before e (maybe gr) is scaled
             if g2.size != 0:
-                gr = g2[r]
-                if direct:
-                    _smoothed_gradient(gr, dt(a), dt(b), weight, eps != 0.0)
+                gt = a * np.float64(e[t]) - b * wt - bt
+                if stream and eps == 0.0:
+                    stream_affine(e, dt(0), dt(a), dt(0), borrowed(g2, r * C, C), t, dt(gt))
                 else:
-                    # gr is x: scale out of scratch, then smooth in place.  (One helper
-                    # taking a source and a destination, passed gr twice in the direct
-                    # case, stayed scalar there: 2.2 -> 3.0 ms on (8192, 1000).)
-                    scale_into(e, dt(a), gr)
-                    if eps != 0.0:
-                        _smoothed_gradient(gr, dt(1.0), dt(b), weight, True)
-                gr[t] = gt
+                    _smoothed_gradient(e, dt(a), dt(b), weight, eps != 0.0)
+                    e[t] = gt
+                    if not direct:
+                        stream_into(e, borrowed(g2, r * C, C), stream)
         part += l
         if loss_out.size != 0:
             loss_out[r, 0] = l
+    stream_fence(stream)
     return part
 
 
@@ -220,7 +222,7 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         # be x), less bt at the target, and streamed out while in L1.
         zero = dt(0.0)
         for c in range(C):
-            ec = e[c * n:(c + 1) * n]
+            ec = borrowed(e, c * n, n)
             c32 = np.int32(c)  # an int64 compare would halve the vector width
             if eps == 0.0:
                 for i in range(n):
@@ -229,7 +231,7 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
                     ec[i] = (a[i] * ec[i] - b[i] * wc) - (bt[i] if tg[i] == c32 else zero)
-            stream_into(ec, grad_out[o, c, i0:i0 + n], stream)
+            stream_into(ec, borrowed(grad_out, (o * C + c) * x.shape[2] + i0, n), stream)
         stream_fence(stream)
     return part
 
@@ -269,7 +271,7 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
         for b in prange(nb):
             r0, r1 = block_range(b, rows, outer)
             partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
-                                      grad_output, loss_out, grad_out, g2, r0, r1)
+                                      grad_output, loss_out, g2, stream, r0, r1, np.empty(C, x.dtype))
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
         partials = np.empty(nb)

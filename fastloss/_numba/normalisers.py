@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, SUPER, block_range, copy_into, row_blocking, row_exp_sum,
+from ._rows import (STREAM_BYTES, SUPER, block_range, borrowed, copy_into, row_blocking, row_exp_sum,
                     row_exp_sum_next_max, row_max_fast, row_max_normal, stream_shifted,
                     row_sum, row_weighted_sum, scale_in_place, scale_into, stream_fence, stream_into,
                     tile_blocking, tile_exp_fast, tile_max_fast)
@@ -36,11 +36,13 @@ def _log_softmax_rows(x2, out2, r0, r1, stream):
     # loop reading x and writing out, the same memory, would stay scalar).
     m = row_max_fast(x2[r0])
     for r in range(r0, r1):
-        xr = x2[r]
-        s, m_next = row_exp_sum_next_max(xr, m, e, x2[min(r + 1, r1 - 1)])
+        # Views that hold no reference: no locked reference-count update per
+        # row, which would wait for the streamed lines in flight.
+        xr = borrowed(x2, r * C, C)
+        s, m_next = row_exp_sum_next_max(xr, m, e, borrowed(x2, min(r + 1, r1 - 1) * C, C))
         ls = dt(math.log(s))
         if stream:
-            stream_shifted(xr, m, ls, out2[r])
+            stream_shifted(xr, m, ls, borrowed(out2, r * C, C))
         else:
             for j in range(C):
                 e[j] = (xr[j] - m) - ls
@@ -88,15 +90,16 @@ def _forward_tile(x, out, o, i0, n, log, stream, m, a, s, s32, e):
         for i in range(n):
             a[i] = dt(1.0 / s[i])
     for c in range(C):
-        ec = e[c * n:(c + 1) * n]
+        ec = borrowed(e, c * n, n)
+        at = (o * C + c) * x.shape[2] + i0
         if log:
-            xc = x[o, c, i0:i0 + n]
+            xc = borrowed(x, at, n)
             for i in range(n):
                 ec[i] = (xc[i] - m[i]) - a[i]
         else:
             for i in range(n):
                 ec[i] = ec[i] * a[i]
-        stream_into(ec, out[o, c, i0:i0 + n], stream)
+        stream_into(ec, borrowed(out, at, n), stream)
 
 
 @njit(cache=True, error_model="numpy")
