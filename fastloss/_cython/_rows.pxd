@@ -124,6 +124,9 @@ cdef inline floating flog1p_unit(floating z) noexcept nogil:
 cdef enum:
     # Results of at least this many bytes are written with streaming stores.
     STREAM_BYTES = 8 << 20
+    # A row's gradient is streamed from a scratch row of its exps only if the
+    # row fits in L1 (C = 1000 gained; C = 32000, from L2, lost).
+    STREAM_ROW_BYTES = 16 << 10
 
 
 cdef inline void stream_into(floating* dst, const floating* src, Py_ssize_t n,

@@ -20,7 +20,7 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, LANES, STREAM_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
+    BLOCK_ELEMS, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
     exp_shift_first, fl_class_grad_float, fl_row_grad_stream_float, fl_stream_fence, flog,
     lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into,
     sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
@@ -94,6 +94,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     cdef double* part = &partials[0]
     cdef bint threaded = n_blocks > 1 and outer * plane > BLOCK_ELEMS
     cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
+    cdef bint stream_rows = stream and C * sizeof(floating) <= STREAM_ROW_BYTES
 
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):
@@ -102,8 +103,8 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                 if e != NULL:
                     r0 = b * bs
                     part[b] = _row_block(xp, tg, yp, w, ignore, eps, W, gscale, go, lo,
-                                         gr, C, r0, min(outer, r0 + bs), prob, stream, e)
-            if stream:
+                                         gr, C, r0, min(outer, r0 + bs), prob, stream_rows, e)
+            if stream_rows:
                 fl_stream_fence()
             free(e)
     else:

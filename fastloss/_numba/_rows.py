@@ -57,6 +57,9 @@ BLOCK = 32768
 TILE_BLOCK = 98304
 # Results of at least this many bytes are written with streaming stores.
 STREAM_BYTES = 8 << 20
+# A row's gradient is streamed from a scratch row of its exps only if the row
+# fits in L1 (C = 1000 gained; C = 32000, from L2, lost).
+STREAM_ROW_BYTES = 16 << 10
 MIN_TILE = 16
 # Blocks are run in up to SUPER contiguous groups, each with one set of scratch.
 SUPER = 64

@@ -20,10 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, SUPER, as_rows, block_range, borrowed, row_blocking, row_exp, row_exp_sum,
-                    row_exp_sum_first, row_max, row_max_normal, row_sum, scale_in_place, scale_into, stream_affine,
-                    stream_fence, stream_into, sum_partials, tile_blocking, tile_exp, tile_exp_fast, tile_max,
-                    tile_max_fast)
+from ._rows import (STREAM_BYTES, STREAM_ROW_BYTES, SUPER, as_rows, block_range, borrowed, row_blocking,
+                    row_exp, row_exp_sum, row_exp_sum_first, row_max, row_max_normal, row_sum, scale_in_place,
+                    scale_into, stream_affine, stream_fence, stream_into, sum_partials, tile_blocking, tile_exp,
+                    tile_exp_fast, tile_max, tile_max_fast)
 from ._vmath import vlog
 
 
@@ -265,13 +265,14 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
     stream = grad_out.size * grad_out.itemsize >= STREAM_BYTES
     if inner == 1:
         rows, nb = row_blocking(outer, C)
+        stream_rows = stream and C * x.itemsize <= STREAM_ROW_BYTES
         x2 = x.reshape((outer, C))
         g2 = as_rows(grad_out, outer, C)
         partials = np.empty(nb)
         for b in prange(nb):
             r0, r1 = block_range(b, rows, outer)
             partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
-                                      grad_output, loss_out, g2, stream, r0, r1, np.empty(C, x.dtype))
+                                      grad_output, loss_out, g2, stream_rows, r0, r1, np.empty(C, x.dtype))
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
         partials = np.empty(nb)
