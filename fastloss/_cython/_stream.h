@@ -114,7 +114,8 @@ static inline void fl_class_grad_float(float* dst, const float* e, const float* 
 
 /* A class-target row's gradient from its exps e: dst[:n] = e[:n] a, but
  * dst[t] = vt, streamed on dst's whole lines.  The target's line is patched
- * in a register: a plain store into a streamed line would read it back. */
+ * before it is streamed (a plain store into a streamed line would read it
+ * back), in a register on AVX-512. */
 static inline void fl_row_grad_stream_float(float* dst, const float* e, float a, ptrdiff_t t,
                                             float vt, ptrdiff_t n) {
     ptrdiff_t j = 0, head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));

@@ -20,10 +20,11 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance, check_scratch, check_shape, exp_shift,
-    exp_shift_first, fl_class_grad_float, fl_row_grad_stream_float, fl_stream_fence, flog,
-    lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into,
-    sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
+    BLOCK_ELEMS, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance, check_scratch,
+    check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_row_grad_stream_float,
+    fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
+    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max,
+    tile_width,
 )
 
 
