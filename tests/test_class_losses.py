@@ -180,12 +180,27 @@ def test_cross_entropy_is_nll_of_log_softmax(backend, rng):
     np.testing.assert_allclose(fl.cross_entropy(x, target), expected, rtol=1e-6)
 
 
+# A NaN whose payload the exps' exponent arithmetic would turn into a finite number.
+PAYLOAD_NAN = np.array(0x7FC01000, np.uint32).view(np.float32)[()]
+
+
+def check_shift_limits(x, target):
+    """Loss and gradient against torch, with a small upstream gradient that a large shifted
+    sum could push into subnormal scales; the loss alone as with the gradient."""
+    upstream = np.full(target.shape, 1e-7, np.float32)
+    loss, grad = fl.cross_entropy(x, target, reduction="none", return_grad=True, grad_output=upstream)
+    ref_loss, ref_grad = loss_and_grad("cross_entropy", x, target, reduction="none", grad_output=upstream)
+    assert_close(loss, ref_loss, np.float32)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-13)
+    only_loss = fl.cross_entropy(x, target, reduction="none")
+    np.testing.assert_array_equal(only_loss, loss)
+
+
 @pytest.mark.parametrize("C", [1000, 33])
 def test_rows_shifted_by_their_first_value_or_their_max(backend, rng, C):
     """A float32 row's exps may be shifted by its first value (one pass) when no value lies
     more than 30 above it and every exp stays normal, else by its max: rows on either side of
-    those limits, among ordinary ones, with a small upstream gradient that a large shifted sum
-    could push into subnormal scales."""
+    those limits, among ordinary ones."""
     x = (rng.standard_normal((12, C)) * 2).astype(np.float32)
     x[0, 5] = x[0, 0] + 29.5           # first value shifts, sum near e^29.5
     x[1, 5] = x[1, 0] + 100.0          # far above (exps would overflow): the max shifts
@@ -195,13 +210,28 @@ def test_rows_shifted_by_their_first_value_or_their_max(backend, rng, C):
     x[4, :] = 85.0 + rng.random(C).astype(np.float32) * 5   # large ones
     x[5, 0] = x[5, 1] - 86.4          # x[0] the min, all exps normal
     x[6, 0] = -np.inf                  # an infinite first value
-    x[7, 3] = np.nan
-    x[8, 0] = np.nan
+    x[7, 3] = PAYLOAD_NAN
+    x[8, 0] = PAYLOAD_NAN
     target = rng.integers(0, C, 12)
-    upstream = np.full(12, 1e-7, np.float32)
-    loss, grad = fl.cross_entropy(x, target, reduction="none", return_grad=True, grad_output=upstream)
-    ref_loss, ref_grad = loss_and_grad("cross_entropy", x, target, reduction="none", grad_output=upstream)
-    assert_close(loss, ref_loss, np.float32)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-13)
-    only_loss = fl.cross_entropy(x, target, reduction="none")
-    np.testing.assert_array_equal(only_loss, loss)
+    check_shift_limits(x, target)
+
+
+@pytest.mark.parametrize("C", [21, 3])
+def test_tiles_shifted_by_their_first_class_or_their_max(backend, rng, C):
+    """A float32 tile of a spatial map may be shifted by its first class when, at every
+    position, no class lies more than 30 above it and every exp stays normal, else by its
+    max: each image below is one tile (20 positions, a partial vector) holding one such
+    position among ordinary ones, as in the row test above."""
+    x = (rng.standard_normal((12, C, 4, 5)) * 2).astype(np.float32)
+    x[0, 2, 1, 2] = x[0, 0, 1, 2] + 29.5
+    x[1, 2, 1, 2] = x[1, 0, 1, 2] + 100.0
+    x[2, 0, 1, 2] = 90.0
+    x[9, 2, 1, 2] = x[9, 0, 1, 2] + 30.5
+    x[3] = -86.0 + rng.random((C, 4, 5)).astype(np.float32) * 6
+    x[4] = 85.0 + rng.random((C, 4, 5)).astype(np.float32) * 5
+    x[5, 0, 1, 2] = x[5, 1, 1, 2] - 86.4
+    x[6, 0, 1, 2] = -np.inf
+    x[7, C - 1, 1, 2] = PAYLOAD_NAN
+    x[8, 0, 1, 2] = PAYLOAD_NAN
+    target = rng.integers(0, C, (12, 4, 5))
+    check_shift_limits(x, target)

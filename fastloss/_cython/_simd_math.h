@@ -363,6 +363,88 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     return total;
 }
 
+/* fl_tile_exp_first_f32's work on `rows` (1 to FL_TILE_ROWS) class rows,
+ * at once on AVX-512: four memory streams in flight read a tile from memory
+ * about a fifth faster than one (cross-entropy on (16, 21, 256, 256)). */
+#define FL_TILE_ROWS 4
+
+static inline void fl_tile_exp_first_rows(const float* x, ptrdiff_t stride, int rows,
+                                          const float* x0, float* e, ptrdiff_t T, float* f,
+                                          int first, float* dmax, float* dmin, float* dsum)
+{
+#if defined(__AVX512F__)
+    __m512 hi = _mm512_set1_ps(*dmax), lo = _mm512_set1_ps(*dmin), sd = _mm512_setzero_ps();
+    for (ptrdiff_t k = 0; k < T; k += 16) {
+        __mmask16 live = T - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (T - k)) - 1);
+        __m512 c0 = _mm512_maskz_loadu_ps(live, x0 + k);
+        __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live, f + k);
+        for (int r = 0; r < rows; r++) {
+            __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + r * stride + k), c0);
+            __m512 v = fl_exp16_normal(d);
+            if (e != NULL) _mm512_mask_storeu_ps(e + r * T + k, live, v);
+            acc = _mm512_add_ps(acc, v);
+            hi = _mm512_max_ps(d, hi);
+            lo = _mm512_min_ps(d, lo);
+            sd = _mm512_add_ps(sd, d);
+        }
+        _mm512_mask_storeu_ps(f + k, live, acc);
+    }
+    *dmax = _mm512_reduce_max_ps(hi);
+    *dmin = _mm512_reduce_min_ps(lo);
+    *dsum += _mm512_reduce_add_ps(sd);
+#else
+    float hi = *dmax, lo = *dmin, sd = 0;
+    for (int r = 0; r < rows; r++) {
+        const float* xr = x + r * stride;
+        float* er = e != NULL ? e + r * T : NULL;
+        int set = first && r == 0;
+#pragma omp simd reduction(max:hi) reduction(min:lo) reduction(+:sd)
+        for (ptrdiff_t k = 0; k < T; k++) {
+            float d = xr[k] - x0[k];
+            float v = fl_expf_normal(d);
+            if (er != NULL) er[k] = v;
+            f[k] = set ? v : f[k] + v;
+            hi = d > hi ? d : hi;
+            lo = d < lo ? d : lo;
+            sd += d;
+        }
+    }
+    *dmax = hi;
+    *dmin = lo;
+    *dsum += sd;
+#endif
+}
+
+/* A tile's exp-sum shifted by its first class, in one pass over x: for
+ * positions k < T, s[k] = sum_c exp(x[c stride + k] - x[k]), the exps packed
+ * in e (C x T) unless it is NULL, in float32 over groups of `group` classes
+ * (f holds a group's sums) added to the float64 s, as tile_exp_sum does.
+ * Returns whether the first class served as the shift, on the terms of
+ * fl_exp_first_f32 (no NaN, no x more than FL_SHIFT_ABOVE above its
+ * position's first one, every exp normal), tracked over the whole tile in
+ * registers; otherwise the caller redoes the tile shifted by its max.
+ * group is a multiple of FL_TILE_ROWS. */
+static inline int fl_tile_exp_first_f32(const float* x, ptrdiff_t stride, ptrdiff_t C,
+                                        ptrdiff_t T, ptrdiff_t group, float* e, float* f,
+                                        double* s)
+{
+    float dmax = 0, dmin = 0, dsum = 0;
+    for (ptrdiff_t g = 0; g < C; g += group) {
+        ptrdiff_t end = C - g < group ? C : g + group;
+        for (ptrdiff_t c = g; c < end; c += FL_TILE_ROWS)
+            fl_tile_exp_first_rows(x + c * stride, stride,
+                                   end - c < FL_TILE_ROWS ? (int)(end - c) : FL_TILE_ROWS, x,
+                                   e != NULL ? e + c * T : NULL, T, f, c == g, &dmax, &dmin,
+                                   &dsum);
+        if (g == 0) {
+            for (ptrdiff_t k = 0; k < T; k++) s[k] = f[k];
+        } else {
+            for (ptrdiff_t k = 0; k < T; k++) s[k] += f[k];
+        }
+    }
+    return dsum == dsum && dmax <= FL_SHIFT_ABOVE && dmin >= FL_EXP_NORMAL_MIN;
+}
+
 /* out[k] = src[max(t[k], 0) * stride + k * step] for k < n: a tile's logits
  * (step 1) or weights (step 0) at its targets, class 0 where t[k] is -1
  * (ignored; the caller selects that value away).  `omp simd` lets gcc use

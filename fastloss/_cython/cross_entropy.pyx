@@ -20,9 +20,9 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance, check_scratch,
-    check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_row_grad_stream_float,
-    fl_stream_fence, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
+    BLOCK_ELEMS, EXP_GROUP, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance,
+    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float,
+    fl_row_grad_stream_float, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
     shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max,
     tile_width,
 )
@@ -317,7 +317,17 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef const floating* yc
     cdef floating* qc
 
-    tile_max(x, inner, C, T, m)
+    # The logits of the first class as the shift, as rows take theirs
+    # (_class_row), saves a pass over the tile; the max serves otherwise.
+    cdef const floating* shift = m
+    cdef bint first_served = False
+    if floating is float and not prob and eps == 0:
+        first_served = fl_tile_exp_first_f32(x, inner, C, T, EXP_GROUP,
+                                             pe if gr != NULL else NULL, f, s)
+    if first_served:
+        shift = x
+    else:
+        tile_max(x, inner, C, T, m)
     if prob or eps != 0:
         for k in range(T):
             u[k] = 0
@@ -348,7 +358,8 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
         else:
             for k in range(T):
                 wts[k] = 1
-    tile_exp_sum(x, inner, C, T, m, pe if gr != NULL else NULL, f, s)
+    if not first_served:
+        tile_exp_sum(x, inner, C, T, m, pe if gr != NULL else NULL, f, s)
     for k in range(T):
         # In x's dtype: s lies in [1, C] (or is NaN), where a float32 log is as
         # good as the float32 result needs and a quarter of the float64 one's work.
@@ -376,7 +387,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
             gw = G[k] * wt
             A[k] = <floating>((gw if keep else 0.0) / s[k])
             B[k] = <floating>gw
-            v[k] = wt * ((m[k] - v[k]) + ls[k])
+            v[k] = wt * ((shift[k] - v[k]) + ls[k])
             if not keep:
                 B[k] = 0
                 v[k] = 0

@@ -23,7 +23,7 @@ from numba import njit, prange
 from ._rows import (STREAM_BYTES, STREAM_ROW_BYTES, SUPER, as_rows, block_range, borrowed, row_blocking,
                     row_exp, row_exp_sum, row_exp_sum_first, row_max, row_max_normal, row_sum, scale_in_place,
                     scale_into, stream_affine, stream_fence, stream_into, sum_partials, tile_blocking, tile_exp,
-                    tile_exp_fast, tile_max, tile_max_fast)
+                    tile_exp_fast, tile_exp_first, tile_max, tile_max_fast)
 from ._vmath import vlog
 
 
@@ -196,8 +196,15 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         return 0.0
     # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
     # the position's sum s NaN, and so its loss and gradient.
-    tile_max_fast(x, o, i0, n, m)
-    tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
+    # Shifted by each position's first class when that serves (one pass), as
+    # rows are by their first value; by the max otherwise.
+    if eps == 0.0 and tile_exp_first(x, o, i0, n, e, s, s32, has_g):
+        x0 = x[o, 0, i0:i0 + n]
+        for i in range(n):
+            m[i] = x0[i]
+    else:
+        tile_max_fast(x, o, i0, n, m)
+        tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
     # Targets as int32, -1 where ignored (matching no class); their logits are
     # gathered here, per position, to keep the class loops select-free.
     # One result per loop (with the log loop below, a few per cent faster); an
