@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._rows import (STREAM_BYTES, as_rows, block_range, row_blocking, row_sum,
+from ._rows import (STREAM_BYTES, as_rows, block_range, borrowed, row_blocking, row_sum,
                     stream_fence, stream_into, sum_partials, tile_blocking)
 from ._vmath import vexp_neg, vlog, vlog1p, vlog1p_unit
 
@@ -130,23 +130,26 @@ def _binary_rows(logits, xf, yf, weight, pos_weight, gs, gof, lof, gf, K, f0, f1
     pwb = np.ones(size if has_pw else 0, xf.dtype)
     part = 0.0
     for j0 in range(f0, f1, SEGMENT):
-        j1 = min(j0 + SEGMENT, f1)
-        m = j1 - j0
-        go = gof[j0:j1] if gof.size != 0 else gof
+        m = min(SEGMENT, f1 - j0)
+        go = borrowed(gof, j0, m) if gof.size != 0 else gof
+        xm, ym, em = borrowed(xf, j0, m), borrowed(yf, j0, m), borrowed(eb, 0, m)
+        lm = borrowed(lb, 0, m)
+        gm = borrowed(gb, 0, m) if gf.size != 0 else gb
         if has_w or has_pw:
+            wm = borrowed(wb, 0, m)
+            pwm = borrowed(pwb, 0, m) if has_pw else wm
             if has_w:
-                _tile_weights(weight, K, j0, wb[:m])
+                _tile_weights(weight, K, j0, wm)
             if has_pw:
-                _tile_weights(pos_weight, K, j0, pwb[:m])
-            _segment(logits, xf[j0:j1], yf[j0:j1], wb[:m], pwb[:m] if has_pw else wb[:m], has_pw, go, gs,
-                     lb[:m], gb[:m], eb[:m])
+                _tile_weights(pos_weight, K, j0, pwm)
+            _segment(logits, xm, ym, wm, pwm, has_pw, go, gs, lm, gm, em)
         else:
-            _segment(logits, xf[j0:j1], yf[j0:j1], dt(1.0), dt(1.0), False, go, gs, lb[:m], gb[:m], eb[:m])
+            _segment(logits, xm, ym, dt(1.0), dt(1.0), False, go, gs, lm, gm, em)
         if lof.size != 0:
-            stream_into(lb[:m], lof[j0:j1], stream)
+            stream_into(lm, borrowed(lof, j0, m), stream)
         if gf.size != 0:
-            stream_into(gb[:m], gf[j0:j1], stream)
-        part += row_sum(lb[:m])
+            stream_into(gm, borrowed(gf, j0, m), stream)
+        part += row_sum(lm)
     stream_fence(stream)
     return part
 
@@ -161,17 +164,20 @@ def _binary_tile(logits, x2, y2, weight, pos_weight, gs, go2, lo2, g2, row, k, i
     gb = np.empty(size if g2.size != 0 else 0, x2.dtype)
     eb = np.empty(size, x2.dtype)
     part = 0.0
+    f0 = row * x2.shape[1]
     for j0 in range(i0, i0 + n, SEGMENT):
-        j1 = min(j0 + SEGMENT, i0 + n)
-        m = j1 - j0
-        go = go2[row, j0:j1] if go2.size != 0 else go2.reshape(0)
-        _segment(logits, x2[row, j0:j1], y2[row, j0:j1], w, pw, pos_weight.size != 0, go, gs, lb[:m],
-                 gb[:m], eb[:m])
+        m = min(SEGMENT, i0 + n - j0)
+        f = f0 + j0
+        go = borrowed(go2, f, m) if go2.size != 0 else go2.reshape(0)
+        lm = borrowed(lb, 0, m)
+        gm = borrowed(gb, 0, m) if g2.size != 0 else gb
+        _segment(logits, borrowed(x2, f, m), borrowed(y2, f, m), w, pw, pos_weight.size != 0, go, gs, lm,
+                 gm, borrowed(eb, 0, m))
         if lo2.size != 0:
-            stream_into(lb[:m], lo2[row, j0:j1], stream)
+            stream_into(lm, borrowed(lo2, f, m), stream)
         if g2.size != 0:
-            stream_into(gb[:m], g2[row, j0:j1], stream)
-        part += row_sum(lb[:m])
+            stream_into(gm, borrowed(g2, f, m), stream)
+        part += row_sum(lm)
     stream_fence(stream)
     return part
 
