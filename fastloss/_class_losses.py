@@ -73,7 +73,7 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
     if probabilities:
         target = _validate.probability_target(target, compute, ignore)
     elif target.shape == layout.position_shape:
-        _validate.class_target(target, classes, ignore)
+        in_range = _validate.class_target(target, classes, ignore)
     else:
         expected = "the input's shape without the class axis"
         if not log_probabilities:
@@ -97,9 +97,10 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
         if probabilities:  # torch divides by the number of positions, whatever the weights
             normaliser = float(layout.outer * layout.inner)
         else:
-            ignored = target_view == ignore
-            normaliser = (float(weight[target_view[~ignored]].sum(dtype=np.float64)) if weight is not None
-                          else float(target_view.size - np.count_nonzero(ignored)))
+            # With every target a class and ignore_index none, no position is ignored.
+            kept = (target_view if in_range and not 0 <= ignore < classes
+                    else target_view[target_view != ignore])
+            normaliser = float(weight[kept].sum(dtype=np.float64)) if weight is not None else float(kept.size)
     else:
         normaliser = 1.0
     if reduction == "none":

@@ -87,17 +87,19 @@ def class_weight(weight, num_classes, dtype):
 
 
 def class_target(target, num_classes, ignore):
-    """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``."""
+    """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``.
+
+    Returns whether every target lies in ``[0, C)``.
+    """
     if target.dtype.kind not in "iu":
         raise ValueError(
             f"class targets must be integers, got dtype {target.dtype}; "
             "float targets of the input's shape are class probabilities"
         )
-    if target.size == 0:
-        return
-    # Two reductions settle the common case without the full mask's temporaries.
-    if target.min() >= 0 and target.max() < num_classes:
-        return
+    # One reduction settles the common case without the full mask's temporaries:
+    # read as unsigned, a negative target is above any class.
+    if target.size == 0 or target.view(target.dtype.str.replace("i", "u")).max() < num_classes:
+        return True
     # NumPy 2 compares integer arrays with out-of-range Python ints correctly,
     # so uint8 targets against ignore_index=-100 need no cast.
     bad = (target != ignore) & ((target < 0) | (target >= num_classes))
@@ -107,6 +109,7 @@ def class_target(target, num_classes, ignore):
             f"class target {value} is out of range: targets must lie in [0, {num_classes}) "
             f"or equal ignore_index ({ignore})"
         )
+    return False
 
 
 def probability_target(target, compute_dtype, ignore):
