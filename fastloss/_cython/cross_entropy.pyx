@@ -22,9 +22,9 @@ from libc.stdlib cimport free
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, EXP_GROUP, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance,
     check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float,
-    fl_row_grad_stream_float, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum, merge_lanes, n_chunks, n_items, row_max, rows_per_block,
-    shifted_dot, stream_into, sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max,
-    tile_width,
+    fl_row_grad_stream_float, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum, merge_lanes,
+    n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into, sum_in_order,
+    thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
 )
 
 

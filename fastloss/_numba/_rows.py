@@ -552,6 +552,12 @@ def tile_exp_fast(x, o, i0, n, m, e, s, s32, keep):
         c0 = c1
 
 
+# A row's first value (a tile position's first class) serves as its exp shift
+# when no value lies more than this above it: the exps then stay far from
+# float32 overflow.
+FIRST_SHIFT_ABOVE = np.float32(30)
+
+
 def tile_exp_first(x, o, i0, n, e, s, s32, keep):
     """`tile_exp_fast` shifted by each position's first class, ``x[o, 0, tile]``,
     in one pass that also takes the range of the shifted values over the tile.
@@ -682,11 +688,6 @@ def _row_exp_sum(x, m, e, normal):
         return row_sum(e[:x.shape[0]])
 
     return impl
-
-
-# A row's first value serves as its exp shift when no value lies more than
-# this above it: the exps then stay far from float32 overflow.
-FIRST_SHIFT_ABOVE = np.float32(30)
 
 
 def row_exp_sum_first(x, e):

@@ -194,8 +194,6 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
                 for i in range(n):
                     gc[i] = m[i]
         return 0.0
-    # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
-    # the position's sum s NaN, and so its loss and gradient.
     # Shifted by each position's first class when that serves (one pass), as
     # rows are by their first value; by the max otherwise.
     if eps == 0.0 and tile_exp_first(x, o, i0, n, e, s, s32, has_g):
@@ -203,6 +201,8 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
         for i in range(n):
             m[i] = x0[i]
     else:
+        # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
+        # the position's sum s NaN, and so its loss and gradient.
         tile_max_fast(x, o, i0, n, m)
         tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
     # Targets as int32, -1 where ignored (matching no class); their logits are
