@@ -50,10 +50,11 @@ def _misaligned(shape, dtype=np.float32):
 
 # Every result here is over the 8 MiB past which the kernels write with streaming stores.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(2100, 1003), (2, 7, 300, 503)])
+@pytest.mark.parametrize("shape", [(2100, 1003), (131100, 17), (300000, 7), (2, 7, 300, 503)])
 def test_large_cross_entropy_gradient_into_misaligned_buffer(backend, rng, shape, dtype):
-    """Targets on every class: the target's term lands in every part of a streamed row.
-    float64 items 4 bytes off their alignment go through scratch (streamed, they crashed)."""
+    """Targets on every class: the target's term lands in every part of a streamed row,
+    rows of one whole line or none among them.  float64 items 4 bytes off their
+    alignment go through scratch (streamed, they crashed)."""
     x = rng.standard_normal(shape).astype(dtype)
     x[::50, 1] = x[::50, 0] + 100  # far above the first value: shifted by their max
     target = rng.permutation(np.arange(x.size // shape[1]) % shape[1]).reshape(shape[:1] + shape[2:])

@@ -16,20 +16,6 @@ from cython cimport floating
 from libc.math cimport INFINITY, exp, expf, log, log1p, log1pf, logf
 from libc.stdint cimport int32_t
 
-cdef extern from "_simd_math.h" nogil:
-    float fl_expf_neg(float)
-    float fl_row_max_f32(const float* x, Py_ssize_t n, int* normal)
-    double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n, int normal)
-    double fl_exp_first_f32(const float* x, float* e, Py_ssize_t n, int* ok)
-    bint fl_tile_exp_first_f32(const float* x, Py_ssize_t stride, Py_ssize_t C, Py_ssize_t T,
-                               Py_ssize_t group, float* e, float* f, double* s)
-    double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, int normal,
-                                   const float* next, float* next_max, int* next_normal)
-    void fl_gather_f32(const float* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
-                       Py_ssize_t n, double* out)
-    void fl_gather_f64(const double* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
-                       Py_ssize_t n, double* out)
-
 cdef extern from "_stream.h" nogil:
     void fl_stream_fence()
     void fl_stream_float(float* dst, const float* src, Py_ssize_t n)
@@ -38,8 +24,25 @@ cdef extern from "_stream.h" nogil:
     void fl_class_grad_float(float* dst, const float* e, const float* a, const float* d, float wc,
                              const float* b, const int32_t* t, int32_t c, Py_ssize_t n,
                              bint stream)
-    void fl_row_grad_stream_float(float* dst, const float* e, float a, Py_ssize_t t, float vt,
-                                  Py_ssize_t n)
+    ctypedef struct fl_row_grad:
+        pass
+    fl_row_grad fl_row_grad_begin(float* dst, const float* e, float a, Py_ssize_t t, float vt,
+                                  Py_ssize_t n, const float* loads)
+    void fl_row_grad_finish(fl_row_grad* p)
+
+cdef extern from "_simd_math.h" nogil:
+    float fl_expf_neg(float)
+    float fl_row_max_f32(const float* x, Py_ssize_t n, int* normal)
+    double fl_exp_shift_f32(const float* x, float m, float* e, Py_ssize_t n, int normal)
+    double fl_exp_first_f32(const float* x, float* e, Py_ssize_t n, int* ok, fl_row_grad* pending)
+    bint fl_tile_exp_first_f32(const float* x, Py_ssize_t stride, Py_ssize_t C, Py_ssize_t T,
+                               Py_ssize_t group, float* e, float* f, double* s)
+    double fl_exp_sum_next_max_f32(const float* x, float m, Py_ssize_t n, int normal,
+                                   const float* next, float* next_max, int* next_normal)
+    void fl_gather_f32(const float* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
+                       Py_ssize_t n, double* out)
+    void fl_gather_f64(const double* src, const int32_t* t, Py_ssize_t stride, Py_ssize_t step,
+                       Py_ssize_t n, double* out)
 
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
@@ -354,7 +357,7 @@ cdef inline double exp_shift_first(const floating* x, floating* e, Py_ssize_t n,
     cdef int ok = 0, normal
     cdef double s
     if floating is float:
-        s = fl_exp_first_f32(x, e, n, &ok)
+        s = fl_exp_first_f32(x, e, n, &ok, NULL)
         if ok:
             m[0] = x[0]
             return s

@@ -13,6 +13,8 @@
 
 #include <math.h>
 
+#include "_stream.h"
+
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) \
     && !defined(__FAST_MATH__)
 #pragma omp declare simd notinbranch
@@ -232,22 +234,34 @@ static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, p
 /* sum(exp(x[g:end] - m)) by fl_exp16_normal, the exps also stored in e unless
  * it is NULL, and the running max, min and sum of track[g:end] (the next row,
  * or x itself).  max / min keep their operand on a NaN (vmaxps returns its
- * second operand then), dropping a NaN as the generic loops do. */
+ * second operand then), dropping a NaN as the generic loops do.  A pending
+ * row's gradient (if not NULL) streams out FL_EXP_PER_LINES lines after every
+ * FL_EXP_PER_LINES vectors: the streaming stores drain while the exps are
+ * computed (rather than in one burst after them: cross-entropy on (8192,
+ * 1000) 1.19 -> 1.09 ms, both builds in one process, memory not the bound). */
+#define FL_EXP_PER_LINES 8
+
 static inline float fl_exp_track16(const float* x, float m, float* e, ptrdiff_t g, ptrdiff_t end,
-                                   const float* track, float* max, float* min, float* sum)
+                                   const float* track, float* max, float* min, float* sum,
+                                   fl_row_grad* pending)
 {
     const __m512 vm = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps(), sx = _mm512_setzero_ps();
     __m512 mx = _mm512_set1_ps(*max), mn = _mm512_set1_ps(*min);
     ptrdiff_t j = g;
-    for (; j + 16 <= end; j += 16) {
-        __m512 tv = _mm512_loadu_ps(track + j);
-        __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
-        if (e != NULL) _mm512_storeu_ps(e + j, v);
-        acc = _mm512_add_ps(acc, v);
-        mx = _mm512_max_ps(tv, mx);
-        mn = _mm512_min_ps(tv, mn);
-        sx = _mm512_add_ps(sx, tv);
+    while (j + 16 <= end) {
+        ptrdiff_t stop = end - j < 16 * FL_EXP_PER_LINES ? end - (end - j) % 16
+                                                         : j + 16 * FL_EXP_PER_LINES;
+        for (; j < stop; j += 16) {
+            __m512 tv = _mm512_loadu_ps(track + j);
+            __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
+            if (e != NULL) _mm512_storeu_ps(e + j, v);
+            acc = _mm512_add_ps(acc, v);
+            mx = _mm512_max_ps(tv, mx);
+            mn = _mm512_min_ps(tv, mn);
+            sx = _mm512_add_ps(sx, tv);
+        }
+        if (pending != NULL) fl_row_grad_lines(pending, FL_EXP_PER_LINES);
     }
     if (j < end) {
         __mmask16 tail = (__mmask16)((1u << (end - j)) - 1);
@@ -270,16 +284,17 @@ static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g
                                             const float* next, float* max, float* min,
                                             float* sum)
 {
-    return fl_exp_track16(x, m, NULL, g, end, next, max, min, sum);
+    return fl_exp_track16(x, m, NULL, g, end, next, max, min, sum, NULL);
 }
 
 /* fl_exp_store_sum_normal(x, c, e, g, end) for a shift c not known to keep
  * the exps normal: also the max, min and sum of x[g:end] (as fl_exp_sum_range
  * takes them of its next row), which say whether it did. */
 static inline float fl_exp_store_sum_range(const float* x, float c, float* e, ptrdiff_t g,
-                                           ptrdiff_t end, float* max, float* min, float* sum)
+                                           ptrdiff_t end, float* max, float* min, float* sum,
+                                           fl_row_grad* pending)
 {
-    return fl_exp_track16(x, c, e, g, end, x, max, min, sum);
+    return fl_exp_track16(x, c, e, g, end, x, max, min, sum, pending);
 }
 #else
 static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, ptrdiff_t g,
@@ -295,9 +310,12 @@ static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g
     return fl_exp_sum_range(x, m, NULL, g, end, fl_expf_normal, next, max, min, sum);
 }
 
+/* The pending row is left whole to its fl_row_grad_finish. */
 static inline float fl_exp_store_sum_range(const float* x, float c, float* e, ptrdiff_t g,
-                                           ptrdiff_t end, float* max, float* min, float* sum)
+                                           ptrdiff_t end, float* max, float* min, float* sum,
+                                           fl_row_grad* pending)
 {
+    (void)pending;
     return fl_exp_sum_range(x, c, e, g, end, fl_expf_normal, x, max, min, sum);
 }
 #endif
@@ -329,16 +347,19 @@ static inline double fl_exp_shift_f32(const float* x, float m, float* e, ptrdiff
  * says whether it served, that is no value is NaN, none lies more than
  * FL_SHIFT_ABOVE above x[0] (the sum, and with it the gradient's scale, stays
  * within e^FL_SHIFT_ABOVE of the max-shifted one) and every exp is normal.
- * Otherwise the caller shifts by the max in two passes. */
+ * Otherwise the caller shifts by the max in two passes.  A pending row's
+ * gradient (or NULL) leaves in part meanwhile (see fl_exp_track16); the
+ * caller then calls fl_row_grad_finish on it. */
 #define FL_SHIFT_ABOVE 30.0f
 
-static inline double fl_exp_first_f32(const float* x, float* e, ptrdiff_t n, int* ok)
+static inline double fl_exp_first_f32(const float* x, float* e, ptrdiff_t n, int* ok,
+                                      fl_row_grad* pending)
 {
     double total = 0;
     float c = x[0], mx = x[0], mn = x[0], sx = 0;
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_GROUP ? n : g + FL_ROW_GROUP;
-        total += fl_exp_store_sum_range(x, c, e, g, end, &mx, &mn, &sx);
+        total += fl_exp_store_sum_range(x, c, e, g, end, &mx, &mn, &sx, pending);
     }
     *ok = sx == sx && mx - c <= FL_SHIFT_ABOVE && mn - c >= FL_EXP_NORMAL_MIN;
     return total;

@@ -21,8 +21,9 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, EXP_GROUP, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance,
-    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float,
-    fl_row_grad_stream_float, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum, merge_lanes,
+    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_exp_first_f32,
+    fl_row_grad, fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, fl_tile_exp_first_f32,
+    flog, lane_sum, merge_lanes,
     n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into, sum_in_order,
     thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
 )
@@ -99,7 +100,8 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
 
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):
-            e = <floating*>thread_scratch(C * sizeof(floating), &failed)
+            # Streamed rows keep two rows of exps: one leaving while the next is taken.
+            e = <floating*>thread_scratch((2 if stream_rows else 1) * C * sizeof(floating), &failed)
             for b in prange(n_blocks, schedule="static"):
                 if e != NULL:
                     r0 = b * bs
@@ -137,10 +139,13 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
                        double gscale, const floating* go, floating* lo, floating* gr,
                        Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1, bint prob,
                        bint stream, floating* e) noexcept nogil:
-    """Sum of the losses of rows [r0, r1); e is a row of scratch for a loss-only call."""
+    """Sum of the losses of rows [r0, r1); e is a row of scratch (two with stream)."""
     cdef double total = 0, loss, g
     cdef Py_ssize_t r
     cdef int64_t t
+    if floating is float:
+        if stream and not prob and eps == 0 and gr != NULL and <const floating*>gr != x:
+            return _streamed_class_rows(x, tg, w, ignore, gscale, go, lo, gr, C, r0, r1, e)
     for r in range(r0, r1):
         g = gscale * go[r] if go != NULL else gscale
         if prob:
@@ -152,7 +157,7 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
                 if gr != NULL:
                     _ignored_row(x + r * C, gr + r * C, C)
             else:
-                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C, stream)
+                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C)
         if lo != NULL:
             lo[r] = <floating>loss
         total += loss
@@ -171,13 +176,11 @@ cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept n
 
 cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, double eps,
                        double W, double g, floating* gr, floating* e,
-                       Py_ssize_t C, bint stream) noexcept nogil:
+                       Py_ssize_t C) noexcept nogil:
     """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x).
 
     The exps are shifted by the row's max, or by its first value where that
     serves as well (exp_shift_first): then one pass over x instead of two.
-    With stream (a large float32 result), the exps stay in the scratch row e
-    and the gradient leaves in one streamed pass: its lines are never read.
     """
     cdef int normal
     cdef floating m
@@ -186,9 +189,7 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
     cdef double sw = 0, s, logs, loss
     cdef floating A, D
     cdef Py_ssize_t j
-    cdef bint streamed = (floating is float and stream and gr != NULL and eps == 0
-                          and <const floating*>gr != x)
-    if gr != NULL and not streamed:
+    if gr != NULL:
         e = gr
     if eps == 0 and <const floating*>e != x:
         s = exp_shift_first(x, e, C, &m)
@@ -208,10 +209,6 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
         return loss
     if eps == 0:
         A = <floating>(g * wt / s)
-        if streamed:
-            D = e[t] * A
-            fl_row_grad_stream_float(<float*>gr, <float*>e, A, t, D - <floating>(g * wt), C)
-            return loss
         for j in range(C):
             gr[j] = gr[j] * A
     else:
@@ -225,6 +222,54 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
                 gr[j] = gr[j] * A - D * w[j]
     gr[t] = gr[t] - <floating>(g * (1 - eps) * wt)
     return loss
+
+
+cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float* w,
+                                 int64_t ignore, double gscale, const float* go, float* lo,
+                                 float* gr, Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1,
+                                 float* scratch) noexcept nogil:
+    """_row_block for class targets without smoothing whose float32 gradient is
+    streamed (not into x).  A row's exps stay in one of the two scratch rows,
+    and its gradient leaves from there, its lines never read, while the next
+    row's exps are taken into the other (fl_exp_first_f32 with a pending row)."""
+    cdef fl_row_grad pending
+    cdef fl_row_grad* last = NULL
+    cdef float* e
+    cdef float m, A
+    cdef double total = 0, loss, s, g, wt
+    cdef int ok, normal
+    cdef Py_ssize_t r
+    cdef int64_t t
+    for r in range(r0, r1):
+        t = tg[r]
+        loss = 0
+        if t == ignore:
+            if last != NULL:
+                fl_row_grad_finish(last)
+                last = NULL
+            _ignored_row(x + r * C, gr + r * C, C)
+        else:
+            e = scratch + (r % 2) * C
+            s = fl_exp_first_f32(x + r * C, e, C, &ok, last)
+            if last != NULL:
+                fl_row_grad_finish(last)
+            m = x[r * C]
+            if not ok:
+                m = row_max(x + r * C, C, &normal)
+                s = exp_shift(x + r * C, m, e, C, normal)
+            g = gscale * go[r] if go != NULL else gscale
+            wt = w[t] if w != NULL else 1.0
+            loss = wt * ((m - <double>x[r * C + t]) + log(s))
+            A = <float>(g * wt / s)
+            pending = fl_row_grad_begin(gr + r * C, e, A, t, e[t] * A - <float>(g * wt), C,
+                                        x + (r + 1) * C if r + 1 < r1 else NULL)
+            last = &pending
+        if lo != NULL:
+            lo[r] = <float>loss
+        total += loss
+    if last != NULL:
+        fl_row_grad_finish(last)
+    return total
 
 
 cdef double _prob_row(const floating* x, const floating* y, const floating* w, double eps,
