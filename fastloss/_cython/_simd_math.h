@@ -231,6 +231,22 @@ static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, p
     return _mm512_reduce_add_ps(acc);
 }
 
+#define FL_EXP_PER_LINES 8
+
+/* One vector of fl_exp_track16's loop, its accumulators in registers once inlined. */
+static inline void fl_exp_track_vector(const float* x, __m512 vm, float* e, const float* track,
+                                       ptrdiff_t j, __m512* acc, __m512* mx, __m512* mn,
+                                       __m512* sx)
+{
+    __m512 tv = _mm512_loadu_ps(track + j);
+    __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
+    if (e != NULL) _mm512_storeu_ps(e + j, v);
+    *acc = _mm512_add_ps(*acc, v);
+    *mx = _mm512_max_ps(tv, *mx);
+    *mn = _mm512_min_ps(tv, *mn);
+    *sx = _mm512_add_ps(*sx, tv);
+}
+
 /* sum(exp(x[g:end] - m)) by fl_exp16_normal, the exps also stored in e unless
  * it is NULL, and the running max, min and sum of track[g:end] (the next row,
  * or x itself).  max / min keep their operand on a NaN (vmaxps returns its
@@ -239,8 +255,6 @@ static inline float fl_exp_store_sum_normal(const float* x, float m, float* e, p
  * FL_EXP_PER_LINES vectors: the streaming stores drain while the exps are
  * computed (rather than in one burst after them: cross-entropy on (8192,
  * 1000) 1.19 -> 1.09 ms, both builds in one process, memory not the bound). */
-#define FL_EXP_PER_LINES 8
-
 static inline float fl_exp_track16(const float* x, float m, float* e, ptrdiff_t g, ptrdiff_t end,
                                    const float* track, float* max, float* min, float* sum,
                                    fl_row_grad* pending)
@@ -249,19 +263,16 @@ static inline float fl_exp_track16(const float* x, float m, float* e, ptrdiff_t 
     __m512 acc = _mm512_setzero_ps(), sx = _mm512_setzero_ps();
     __m512 mx = _mm512_set1_ps(*max), mn = _mm512_set1_ps(*min);
     ptrdiff_t j = g;
+    if (pending == NULL) {
+        for (; j + 16 <= end; j += 16)
+            fl_exp_track_vector(x, vm, e, track, j, &acc, &mx, &mn, &sx);
+    }
     while (j + 16 <= end) {
         ptrdiff_t stop = end - j < 16 * FL_EXP_PER_LINES ? end - (end - j) % 16
                                                          : j + 16 * FL_EXP_PER_LINES;
-        for (; j < stop; j += 16) {
-            __m512 tv = _mm512_loadu_ps(track + j);
-            __m512 v = fl_exp16_normal(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
-            if (e != NULL) _mm512_storeu_ps(e + j, v);
-            acc = _mm512_add_ps(acc, v);
-            mx = _mm512_max_ps(tv, mx);
-            mn = _mm512_min_ps(tv, mn);
-            sx = _mm512_add_ps(sx, tv);
-        }
-        if (pending != NULL) fl_row_grad_lines(pending, FL_EXP_PER_LINES);
+        for (; j < stop; j += 16)
+            fl_exp_track_vector(x, vm, e, track, j, &acc, &mx, &mn, &sx);
+        fl_row_grad_lines(pending, FL_EXP_PER_LINES);
     }
     if (j < end) {
         __mmask16 tail = (__mmask16)((1u << (end - j)) - 1);
