@@ -10,8 +10,8 @@ in the same order as Cython's (so the same bits, within 1.01 ulp of exp).
 
 The loop is an internal function that is never inlined: inlined into the row
 loops, it lost its constants to register pressure and reloaded them every
-iteration (the loss of (8192, 1000) rows: 1.19 ms, against 1.11 with the
-polynomial and 1.00 with this function, all in one process).  Hosts without AVX-512 get an empty
+iteration (the loss of (8192, 1000) rows: 1.19 ms, against 1.10 with the
+polynomial and 1.04 with this function, all in one process).  Hosts without AVX-512 get an empty
 function, never called: ``HAS_TABLE_EXP`` tells callers which.
 """
 import numpy as np
