@@ -351,13 +351,15 @@ cdef inline double exp_shift(const floating* x, floating m, floating* e, Py_ssiz
 
 
 cdef inline double exp_shift_first(const floating* x, floating* e, Py_ssize_t n,
-                                   floating* m) noexcept nogil:
+                                   floating* m, fl_row_grad* pending) noexcept nogil:
     """e = exp(x - m) (e not x) and its sum, for a shift m chosen here: x[0] when
-    that serves (float32: fl_exp_first_f32, one pass), else the row's max (two)."""
+    that serves (float32: fl_exp_first_f32, one pass), else the row's max (two).
+    A pending float32 row's gradient (or NULL) leaves in part meanwhile; the
+    caller finishes it."""
     cdef int ok = 0, normal
     cdef double s
     if floating is float:
-        s = fl_exp_first_f32(x, e, n, &ok, NULL)
+        s = fl_exp_first_f32(x, e, n, &ok, pending)
         if ok:
             m[0] = x[0]
             return s

@@ -21,11 +21,10 @@ from libc.stdlib cimport free
 
 from fastloss._cython._rows cimport (
     BLOCK_ELEMS, EXP_GROUP, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance,
-    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_exp_first_f32,
-    fl_row_grad, fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, fl_tile_exp_first_f32,
-    flog, lane_sum, merge_lanes,
-    n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into, sum_in_order,
-    thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
+    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_row_grad,
+    fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum,
+    merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into,
+    sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
 )
 
 
@@ -192,7 +191,7 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
     if gr != NULL:
         e = gr
     if eps == 0 and <const floating*>e != x:
-        s = exp_shift_first(x, e, C, &m)
+        s = exp_shift_first(x, e, C, &m, NULL)
     else:
         # The smoothing sum, and x itself when it is overwritten, need the
         # shift before the exps.
@@ -231,13 +230,12 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
     """_row_block for class targets without smoothing whose float32 gradient is
     streamed (not into x).  A row's exps stay in one of the two scratch rows,
     and its gradient leaves from there, its lines never read, while the next
-    row's exps are taken into the other (fl_exp_first_f32 with a pending row)."""
+    row's exps are taken into the other (exp_shift_first with a pending row)."""
     cdef fl_row_grad pending
     cdef fl_row_grad* last = NULL
     cdef float* e
     cdef float m, A
     cdef double total = 0, loss, s, g, wt
-    cdef int ok, normal
     cdef Py_ssize_t r
     cdef int64_t t
     for r in range(r0, r1):
@@ -250,13 +248,9 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
             _ignored_row(x + r * C, gr + r * C, C)
         else:
             e = scratch + (r % 2) * C
-            s = fl_exp_first_f32(x + r * C, e, C, &ok, last)
+            s = exp_shift_first(x + r * C, e, C, &m, last)
             if last != NULL:
                 fl_row_grad_finish(last)
-            m = x[r * C]
-            if not ok:
-                m = row_max(x + r * C, C, &normal)
-                s = exp_shift(x + r * C, m, e, C, normal)
             g = gscale * go[r] if go != NULL else gscale
             wt = w[t] if w != NULL else 1.0
             loss = wt * ((m - <double>x[r * C + t]) + log(s))

@@ -11,8 +11,9 @@ in the same order as Cython's (so the same bits, within 1.01 ulp of exp).
 The loop is an internal function that is never inlined: inlined into the row
 loops, it lost its constants to register pressure and reloaded them every
 iteration (the loss of (8192, 1000) rows: 1.19 ms, against 1.10 with the
-polynomial and 1.04 with this function, all in one process).  Hosts without AVX-512 get an empty
-function, never called: ``HAS_TABLE_EXP`` tells callers which.
+polynomial and 1.04 with this function, all in one process).  Hosts without
+AVX-512 get an empty function, never called: ``HAS_TABLE_EXP`` tells callers
+which.
 """
 import numpy as np
 from llvmlite import binding, ir
@@ -33,9 +34,7 @@ def exp_vectors_first32(typingctx, x, e, j0, j1, c, mx, mn, sx):
     HAS_TABLE_EXP only), with the float32 sum of those exps, and the running max,
     min and sum of x[j0:j1] carried on from ``mx, mn, sx`` (as `_exp_group_first32`
     returns them; the max and min drop a NaN, which reaches the sum)."""
-    rows = (x, e)
-    if not (all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
-                for a in rows) and e.mutable and c == mx == mn == sx == types.float32):
+    if not (_float32_row(x) and _float32_row(e) and e.mutable and c == mx == mn == sx == types.float32):
         return None
     f32 = ir.FloatType()
 
@@ -51,9 +50,14 @@ def exp_vectors_first32(typingctx, x, e, j0, j1, c, mx, mn, sx):
             fn.attributes.add("noinline")
             _define(fn)
         out = builder.call(fn, [xp, ep, *args[2:]])
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+        values = [builder.extract_value(out, i) for i in range(4)]
+        return context.make_tuple(builder, sig.return_type, values)
 
     return types.UniTuple(types.float32, 4)(x, e, j0, j1, c, mx, mn, sx), codegen
+
+
+def _float32_row(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 and a.layout == "C"
 
 
 def _define(fn):
@@ -89,8 +93,10 @@ def _define(fn):
         return builder.shuffle_vector(one, ir.Constant(v16, ir.Undefined), ints(0))
 
     magic = const(12582912.0)
+    table = ir.Constant(v16, _EXP2_32NDS[:16]), ir.Constant(v16, _EXP2_32NDS[16:])
     shift = splat(c)
-    acc, sx, mx, mn = (cgutils.alloca_once_value(builder, v) for v in (const(0), const(0), splat(mx0), splat(mn0)))
+    acc, sx, mx, mn = (cgutils.alloca_once_value(builder, v)
+                       for v in (const(0), const(0), splat(mx0), splat(mn0)))
     with cgutils.for_range_slice(builder, j0, j1, ir.Constant(j0.type, 16)) as (j, _):
         xv = builder.load(builder.bitcast(builder.gep(xp, [j]), v16.as_pointer()), align=4)
         d = builder.fsub(xv, shift)
@@ -102,7 +108,7 @@ def _define(fn):
         q = builder.call(fma, [const(1.0 / 6), r, const(0.5)])
         q = builder.fmul(builder.call(fma, [q, r, const(1.0)]), r)  # exp(r) - 1
         bits = builder.bitcast(k, i16)
-        t = builder.call(permute, [ir.Constant(v16, _EXP2_32NDS[:16]), bits, ir.Constant(v16, _EXP2_32NDS[16:])])
+        t = builder.call(permute, [table[0], bits, table[1]])
         scale = builder.shl(builder.ashr(builder.sub(bits, ints(0x4B400000)), ints(5)), ints(23))
         y = builder.bitcast(builder.add(builder.bitcast(builder.call(fma, [t, q, t]), i16), scale), v16)
         builder.store(y, builder.bitcast(builder.gep(ep, [j]), v16.as_pointer()), align=4)
@@ -116,8 +122,9 @@ def _define(fn):
         width = 16
         while width > 1:
             half = width // 2
-            low = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half), list(range(half))))
-            high = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half), list(range(half, width))))
+            lanes = ir.VectorType(i32, half)
+            low = builder.shuffle_vector(v, v, ir.Constant(lanes, list(range(half))))
+            high = builder.shuffle_vector(v, v, ir.Constant(lanes, list(range(half, width))))
             v = builder.fadd(low, high)
             width = half
         return builder.extract_element(v, i32(0))
@@ -130,8 +137,8 @@ def _define(fn):
         return best
 
     result = ir.Constant(fn.function_type.return_type, ir.Undefined)
-    values = [lane_sum(builder.load(acc)), lane_pick(builder.load(mx), ">"), lane_pick(builder.load(mn), "<"),
-              builder.fadd(sx0, lane_sum(builder.load(sx)))]
+    values = [lane_sum(builder.load(acc)), lane_pick(builder.load(mx), ">"),
+              lane_pick(builder.load(mn), "<"), builder.fadd(sx0, lane_sum(builder.load(sx)))]
     for i, v in enumerate(values):
         result = builder.insert_value(result, v, i)
     builder.ret(result)
