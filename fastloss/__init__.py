@@ -11,7 +11,7 @@ fresh pages (``FASTLOSS_RECYCLE_MIB``, default 512, caps the idle memory;
 0 turns it off).  See ``fastloss._buffers``.
 """
 from ._backends import backend, get_backend, get_num_threads, set_backend, set_num_threads
-from ._binary_losses import binary_cross_entropy, binary_cross_entropy_with_logits
+from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits
 from ._class_losses import cross_entropy, nll_loss
 from ._normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward
 

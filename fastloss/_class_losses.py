@@ -5,6 +5,7 @@ from . import _validate
 from ._backends import kernels
 from ._layout import ClassLayout, Output, absent, private_copy
 from ._reduction import gradient_scale, reduced
+from ._registry import LOSSES, run_kernel
 
 _LOSS_PARAMETERS = """
     weight : array_like, optional
@@ -56,8 +57,9 @@ _LOSS_RETURNS_RAISES = """
 """
 
 
-def _class_loss(log_probabilities, input, target, weight, ignore_index, reduction,
+def _class_loss(spec, input, target, weight, ignore_index, reduction,
                 label_smoothing, axis, return_grad, grad_output, gradient_out):
+    """The class-axis loss ``spec`` (a `fastloss._registry.LossSpec`)."""
     x, compute, result = _validate.as_input(input)
     if x.ndim == 0:
         raise ValueError("input must have at least one dimension, the class axis")
@@ -69,14 +71,15 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
     layout = ClassLayout.of(x, axis)
     classes = layout.classes
     target = np.asarray(target)
-    probabilities = target.shape == x.shape and not log_probabilities
+    # A target of the input's shape holds class probabilities, where the loss takes them.
+    probabilities = target.shape == x.shape and "probabilities" in spec.kernels
     if probabilities:
         target = _validate.probability_target(target, compute, ignore)
     elif target.shape == layout.position_shape:
         in_range = _validate.class_target(target, classes, ignore)
     else:
         expected = "the input's shape without the class axis"
-        if not log_probabilities:
+        if "probabilities" in spec.kernels:
             expected += f" {layout.position_shape} (class indices) or the input's shape {x.shape} (probabilities)"
         else:
             expected += f" {layout.position_shape}"
@@ -117,15 +120,10 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
             if return_grad else None)
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
-    backend = kernels()
-    if log_probabilities:
-        total = backend.nll_loss(x3, target_view, weight1, ignore, grad_scale, upstream2, loss2, grad3)
-    elif probabilities:
-        total = backend.cross_entropy_prob(x3, target_view, weight1, smoothing, grad_scale,
-                                           upstream2, loss2, grad3)
-    else:
-        total = backend.cross_entropy_class(x3, target_view, weight1, ignore, smoothing, grad_scale,
-                                            upstream2, loss2, grad3)
+    call = spec.kernels["probabilities" if probabilities else "classes"]
+    total = run_kernel(kernels(), call, x3, target_view, weight1,
+                       {"ignore_index": ignore, "label_smoothing": smoothing},
+                       grad_scale, upstream2, loss2, grad3)
 
     if reduction == "none":
         value = loss.astype(result, copy=False)
@@ -136,14 +134,15 @@ def _class_loss(log_probabilities, input, target, weight, ignore_index, reductio
 
 def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean", axis=1,
              return_grad=False, grad_output=None, gradient_out=None):
-    return _class_loss(True, input, target, weight, ignore_index, reduction, 0.0, axis,
+    return _class_loss(LOSSES["nll_loss"], input, target, weight, ignore_index, reduction, 0.0, axis,
                        return_grad, grad_output, gradient_out)
 
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, axis=1, return_grad=False, grad_output=None,
                   gradient_out=None):
-    return _class_loss(False, input, target, weight, ignore_index, reduction, label_smoothing,
+    return _class_loss(LOSSES["cross_entropy"], input, target, weight, ignore_index, reduction,
+                       label_smoothing,
                        axis, return_grad, grad_output, gradient_out)
 
 

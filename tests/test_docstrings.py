@@ -4,11 +4,11 @@ import doctest
 import pytest
 
 import fastloss._backends
-import fastloss._binary_losses
+import fastloss._elementwise_losses
 import fastloss._class_losses
 import fastloss._normalisers
 
-MODULES = [fastloss._backends, fastloss._binary_losses, fastloss._class_losses, fastloss._normalisers]
+MODULES = [fastloss._backends, fastloss._elementwise_losses, fastloss._class_losses, fastloss._normalisers]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

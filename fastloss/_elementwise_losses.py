@@ -1,10 +1,15 @@
-"""binary_cross_entropy and binary_cross_entropy_with_logits: elementwise losses with fused gradients."""
+"""Elementwise losses (every element a position): binary_cross_entropy and binary_cross_entropy_with_logits.
+
+Each public function is a thin call of `_elementwise_loss` with its registry entry
+(`fastloss._registry.LOSSES`); the backends' elementwise driver computes it.
+"""
 import numpy as np
 
 from . import _validate
 from ._backends import kernels
 from ._layout import ClassLayout, Output, absent, private_copy
 from ._reduction import gradient_scale, reduced
+from ._registry import LOSSES, run_kernel
 
 
 def _varying_axes(factor, shape):
@@ -33,24 +38,25 @@ def _factor_vector(factor, shape, axis, dtype):
     return np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (shape[axis],)), dtype=dtype)
 
 
-def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
-                 return_grad, grad_output, gradient_out):
+def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad_output,
+                      gradient_out):
+    """The elementwise loss ``spec`` (a `fastloss._registry.LossSpec`); ``factors`` maps
+    ``"weight"`` and each of ``spec.factors`` to what the caller passed (None if nothing)."""
     x, compute, result = _validate.as_input(input)
     target = np.asarray(target)
     _validate.float_dtypes(target, "target")
     _validate.same_shape(target, x.shape, "target")
     reduction = _validate.reduction(reduction)
     _validate.gradient_request(return_grad, grad_output, gradient_out)
-    weight = _broadcast_factor(weight, "weight", x.shape, compute)
-    pos_weight = _broadcast_factor(pos_weight, "pos_weight", x.shape, compute)
+    factors = {name: _broadcast_factor(value, name, x.shape, compute) for name, value in factors.items()}
     gradient_out = _validate.out_array(gradient_out, x.shape, result, "gradient_out")
     loss_shape = x.shape if reduction == "none" else ()
     upstream = _validate.grad_output(grad_output, loss_shape, reduction, compute)
-    if not with_logits:
+    if spec.input == "probabilities":
         _validate.binary_probabilities(x)
 
     varying = set()
-    for factor in (weight, pos_weight):
+    for factor in factors.values():
         if factor is not None:
             varying |= _varying_axes(factor, x.shape)
     if x.ndim == 0 or len(varying) > 1:
@@ -59,10 +65,10 @@ def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
         flat = (x.size,)
         flat_gradient_out = (gradient_out.reshape(-1) if gradient_out is not None
                              and gradient_out.flags.c_contiguous else None)
-        outcome = _binary_loss(
-            with_logits, x.reshape(flat), target.reshape(flat),
-            None if weight is None else np.broadcast_to(weight, x.shape).reshape(flat),
-            None if pos_weight is None else np.broadcast_to(pos_weight, x.shape).reshape(flat),
+        outcome = _elementwise_loss(
+            spec, x.reshape(flat), target.reshape(flat),
+            {name: None if factor is None else np.broadcast_to(factor, x.shape).reshape(flat)
+             for name, factor in factors.items()},
             reduction, return_grad,
             upstream.reshape(flat) if isinstance(upstream, np.ndarray) else upstream,
             flat_gradient_out)
@@ -81,8 +87,7 @@ def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
     layout = ClassLayout.of(x, axis)
     x3 = layout.canonical(x, compute)
     y3 = layout.canonical(target, compute)
-    weight1 = _factor_vector(weight, x.shape, axis, compute)
-    pos_weight1 = _factor_vector(pos_weight, x.shape, axis, compute)
+    vectors = {name: _factor_vector(factor, x.shape, axis, compute) for name, factor in factors.items()}
     if reduction == "none":
         grad_scale = 1.0
         upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
@@ -93,17 +98,13 @@ def _binary_loss(with_logits, input, target, weight, pos_weight, reduction,
         grad_scale = gradient_scale(upstream, normaliser)
         upstream3 = absent(3, compute)
         loss3 = absent(3, compute)
-    reads = (x3, y3, weight1, pos_weight1, upstream3)
+    reads = (x3, y3, *vectors.values(), upstream3)
     grad = (Output(layout, compute, result, gradient_out, reads, scratch=private_copy(x3, x))
             if return_grad else None)
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
-    backend = kernels()
-    if with_logits:
-        total = backend.binary_cross_entropy_with_logits(x3, y3, weight1, pos_weight1, grad_scale,
-                                                         upstream3, loss3, grad3)
-    else:
-        total = backend.binary_cross_entropy(x3, y3, weight1, grad_scale, upstream3, loss3, grad3)
+    total = run_kernel(kernels(), spec.kernels["elements"], x3, y3, vectors["weight"], vectors,
+                       grad_scale, upstream3, loss3, grad3)
 
     if reduction == "none":
         value = loss.astype(result, copy=False)
@@ -149,15 +150,16 @@ _COMMON = """
 
 def binary_cross_entropy(input, target, weight=None, *, reduction="mean",
                          return_grad=False, grad_output=None, gradient_out=None):
-    return _binary_loss(False, input, target, weight, None, reduction,
-                        return_grad, grad_output, gradient_out)
+    return _elementwise_loss(LOSSES["binary_cross_entropy"], input, target, {"weight": weight},
+                             reduction, return_grad, grad_output, gradient_out)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, *, pos_weight=None,
                                      reduction="mean", return_grad=False, grad_output=None,
                                      gradient_out=None):
-    return _binary_loss(True, input, target, weight, pos_weight, reduction,
-                        return_grad, grad_output, gradient_out)
+    return _elementwise_loss(LOSSES["binary_cross_entropy_with_logits"], input, target,
+                             {"weight": weight, "pos_weight": pos_weight}, reduction, return_grad,
+                             grad_output, gradient_out)
 
 
 binary_cross_entropy.__doc__ = """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.

@@ -1,0 +1,63 @@
+"""The registry of losses: what the front layer needs to know about each, by name.
+
+A loss is one of two kinds, each served by one driver in both backends:
+
+``elementwise``
+    every element of the input is a position with its own loss (the binary
+    family; next, sigmoid focal loss).  The driver is
+    ``fastloss/_numba/elementwise.py`` / ``fastloss/_cython/elementwise.pyx``.
+``class_axis``
+    a position's loss depends on its whole row of C classes (cross-entropy,
+    nll): rows when ``inner == 1``, tiles when ``inner > 1``.
+
+The front layer reads a loss's spec here instead of passing booleans down:
+which input it takes (``"probabilities"`` are checked to lie in [0, 1];
+``"log_probabilities"`` take class targets only), which backend kernel serves
+each kind of target, and the arguments that kernel takes between ``weight``
+and ``grad_scale``, by name, in order (the names of the front layer's
+prepared values: per-element factors such as ``pos_weight``, scalar options
+such as ``ignore_index``).  ``docs/architecture.md`` shows how a new loss joins.
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss: its name, its driver, its input and its backend kernels."""
+
+    name: str
+    kind: str                 # "elementwise" or "class_axis"
+    input: str                # "logits", "probabilities" or "log_probabilities"
+    # Backend kernel by target kind, "elements" (elementwise losses), "classes"
+    # (class-index targets) or "probabilities" (class-probability targets).
+    kernels: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """A backend kernel's name, and the names of its arguments between ``weight`` and ``grad_scale``."""
+
+    name: str
+    arguments: tuple = ()
+
+
+def run_kernel(backend, call, x, target, weight, values, grad_scale, grad_output, loss_out, grad_out):
+    """``backend``'s kernel ``call`` on canonical views; ``values`` maps argument names to values."""
+    kernel = getattr(backend, call.name)
+    return kernel(x, target, weight, *(values[name] for name in call.arguments), grad_scale,
+                  grad_output, loss_out, grad_out)
+
+
+LOSSES = {
+    spec.name: spec for spec in (
+        LossSpec("binary_cross_entropy", "elementwise", "probabilities",
+                 {"elements": KernelCall("binary_cross_entropy")}),
+        LossSpec("binary_cross_entropy_with_logits", "elementwise", "logits",
+                 {"elements": KernelCall("binary_cross_entropy_with_logits", ("pos_weight",))}),
+        LossSpec("nll_loss", "class_axis", "log_probabilities",
+                 {"classes": KernelCall("nll_loss", ("ignore_index",))}),
+        LossSpec("cross_entropy", "class_axis", "logits",
+                 {"classes": KernelCall("cross_entropy_class", ("ignore_index", "label_smoothing")),
+                  "probabilities": KernelCall("cross_entropy_prob", ("label_smoothing",))}),
+    )
+}
