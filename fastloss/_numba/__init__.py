@@ -9,20 +9,62 @@ Modules
 -------
 normalisers
     softmax, log_softmax and their backward kernels.
-nll, cross_entropy, binary
-    The loss kernels.
+nll, cross_entropy, elementwise
+    The loss kernels; ``elementwise`` is the one driver of every loss in
+    ``formulas.ELEMENTWISE`` (the binary cross-entropies).
+formulas
+    The math of each loss, one function per formula, and the registry of
+    elementwise losses.
+blocking, views, reductions, row_exp, tile_exp, streaming
+    The pieces the loops are made of: the block partition, borrowed views,
+    lane sums and maxima, the exp-sums of rows and of tiles, writing results
+    out (with streaming stores where the machine has them).
+vector_math
+    Vectorisable exp, log and log1p.
+machine, machine_table_exp
+    Every machine-specific piece, behind guards with portable defaults.
 threads
     Per-thread thread count.
+
+``FASTLOSS_PORTABLE=1`` makes Numba compile for the generic CPU (see
+`machine`): it must be set before Numba compiles anything in the process.
 """
 import numba
+from numba.core.registry import cpu_target
+
+from .._portable import portable_forced
 
 # Several Python threads may call kernels at once: the default workqueue
 # layer is not threadsafe and aborts the process then, OpenMP is.  Numba
 # fixes the layer at its first parallel launch, so set it before any kernel.
 numba.config.THREADING_LAYER = "omp"
 
-from .binary import binary_cross_entropy, binary_cross_entropy_with_logits  # noqa: E402
+
+def _compile_for_generic_cpu():
+    """Make Numba compile for the generic CPU of this architecture, with no extra features.
+
+    Numba reads ``config.CPU_NAME`` and ``CPU_FEATURES`` when it creates its CPU
+    codegen, along with the target context (a cached property of the CPU target
+    in numba 0.68), which the first ``njit`` does; so this runs before any
+    module of the package defines a kernel, and fails if the codegen exists
+    already for another CPU.
+    """
+    if "_toplevel_target_context" in vars(cpu_target):
+        _, cpu, features = cpu_target.target_context.codegen().magic_tuple()
+        if (cpu, features) != ("generic", ""):
+            raise RuntimeError(
+                f"FASTLOSS_PORTABLE is set, but Numba already compiles for CPU {cpu!r} in this process: "
+                "FASTLOSS_PORTABLE must be set before Numba compiles anything (set it in the environment "
+                "before the process starts, or at least before the first numba.njit)")
+    numba.config.CPU_NAME = "generic"
+    numba.config.CPU_FEATURES = ""
+
+
+if portable_forced():
+    _compile_for_generic_cpu()
+
 from .cross_entropy import cross_entropy_class, cross_entropy_prob  # noqa: E402
+from .elementwise import binary_cross_entropy, binary_cross_entropy_with_logits  # noqa: E402
 from .nll import nll_loss  # noqa: E402
 from .normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402

@@ -20,11 +20,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, STREAM_ROW_BYTES, SUPER, as_rows, block_range, borrowed, row_blocking,
-                    row_exp, row_exp_sum, row_exp_sum_first, row_max, row_max_normal, row_sum, scale_in_place,
-                    scale_into, stream_affine, stream_fence, stream_into, sum_partials, tile_blocking, tile_exp,
-                    tile_exp_fast, tile_exp_first, tile_max, tile_max_fast)
-from ._vmath import vlog
+from .._constants import STREAM_BYTES, STREAM_ROW_BYTES
+from .blocking import BLOCK_GROUPS, block_range, row_blocking, sum_partials, tile_blocking
+from .formulas import (class_target_position, ignored_gradient, prob_target_class, prob_target_gradient,
+                       prob_target_loss, prob_target_scale, prob_target_weight)
+from .reductions import row_max, row_sum, tile_max, tile_max_fast
+from .row_exp import row_exp, row_exp_sum, row_exp_sum_first, row_max_normal, scale_in_place, scale_into
+from .streaming import stream_affine, stream_fence, stream_into
+from .tile_exp import tile_exp, tile_exp_fast, tile_exp_first
+from .vector_math import vlog
+from .views import as_rows, borrowed
 
 
 @njit(cache=True, error_model="numpy")
@@ -35,32 +40,6 @@ def _total_weight(weight, C):
     for c in range(C):
         W += weight[c]
     return W
-
-
-@njit(cache=True, error_model="numpy")
-def _ignored_gradient(m, dt):
-    """The gradient at an ignored target, from its row's (NaN-propagating) max ``m``.
-
-    torch computes it as ``0 - softmax * 0``: 0, but NaN wherever the softmax is NaN,
-    which is where the max is not finite (a NaN or +inf logit, or only -inf logits).
-    """
-    return dt(0.0) if abs(m) < np.inf else dt(np.nan)
-
-
-@njit(cache=True, error_model="numpy")
-def _class_position(ls, inv_s, dxt, sm, wt, W, eps, C, g):
-    """Loss and gradient coefficients of one non-ignored position.
-
-    ``ls = log(s)``, ``inv_s = 1 / s`` with ``s = sum_j exp(x_j - m)``, ``dxt = x_t - m``,
-    ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0).  Returns ``(l, a, b, bt)``:
-    the gradient is ``a e_j - b w_j``, less ``bt`` at the target.
-    """
-    nll = wt * (ls - dxt)
-    if eps == 0.0:
-        return nll, g * wt * inv_s, 0.0, g * wt
-    l = (1.0 - eps) * nll + eps / C * (W * ls + sm)
-    a = g * ((1.0 - eps) * wt + eps * W / C) * inv_s
-    return l, a, g * eps / C, g * (1.0 - eps) * wt
 
 
 @njit(cache=True, error_model="numpy")
@@ -94,7 +73,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
         l = 0.0
         if t == ignore_index:
             if g2.size != 0:
-                fill = _ignored_gradient(row_max(x2[r]), dt)
+                fill = ignored_gradient(row_max(x2[r]), dt)
                 gr = g2[r]
                 for j in range(C):
                     gr[j] = fill
@@ -113,7 +92,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                 sm = row_sum(prod)
             wt = np.float64(weight[t]) if has_w else 1.0
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            l, a, b, bt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
+            l, a, b, bt = class_target_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
                                           sm, wt, W, eps, C, g)
             gt = a * np.float64(e[t]) - b * wt - bt  # read before e (maybe gr) is scaled
             if g2.size != 0:
@@ -123,7 +102,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                 else:
                     # gr is x: scale out of scratch, then smooth in place.  (One helper
                     # taking a source and a destination, passed gr twice in the direct
-                    # case, stayed scalar there: 2.2 -> 3.0 ms on (8192, 1000).)
+                    # case, stays scalar there: LLVM's overlap check fails.)
                     scale_into(e, dt(a), gr)
                     if eps != 0.0:
                         _smoothed_gradient(gr, dt(1.0), dt(b), weight, True)
@@ -140,7 +119,7 @@ def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_o
     """`_class_rows` without smoothing, for a gradient that is streamed: a row's
     exps stay in scratch (C items, in L1) and its gradient leaves from there in
     one pass (`stream_affine`), the target's term included.  Rows are borrowed
-    views and the helpers are inlined (see "Streaming stores" in `_rows`)."""
+    views and the helpers are inlined (see `streaming`)."""
     C = x2.shape[1]
     dt = x2.dtype.type
     e = borrowed(scratch, 0, C)
@@ -151,15 +130,15 @@ def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_o
         gr = borrowed(g2, r * C, C)
         l = 0.0
         if t == ignore_index:
-            fill = _ignored_gradient(row_max(xr), dt)
+            fill = ignored_gradient(row_max(xr), dt)
             for j in range(C):
                 gr[j] = fill
         else:
             s, m = row_exp_sum_first(xr, e)
             wt = np.float64(weight[t]) if weight.size != 0 else 1.0
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            l, a, _, bt = _class_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
-                                          0.0, wt, W, 0.0, C, g)
+            l, a, _, bt = class_target_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
+                                                0.0, wt, W, 0.0, C, g)
             stream_affine(e, dt(0), dt(a), dt(0), gr, t, dt(a * np.float64(e[t]) - bt))
         part += l
         if loss_out.size != 0:
@@ -170,8 +149,14 @@ def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_o
 
 @njit(cache=True, error_model="numpy")
 def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
-                grad_out, stream, o, i0, n, e, m, s, s32, xt, a, b, bt, tg, f1, f2, f3):
-    """One tile; ``e`` ... ``f3`` are scratch of at least ``C * n`` / ``n`` items."""
+                grad_out, stream, o, i0, n, exps, shift, exp_sum, exp_sum32, target_logit, grad_a, grad_b,
+                grad_bt, target32, smooth_sum, target_weight, losses):
+    """One tile.  Scratch: ``exps`` of at least ``C * n`` items, the rest of at least n:
+    per position its exp ``shift``, ``exp_sum`` (float64) and ``exp_sum32``, the
+    logit at its target (``target_logit``) and the target as int32
+    (``target32``), its gradient coefficients ``grad_a``, ``grad_b``, ``grad_bt``
+    (see `class_target_position`), ``smooth_sum`` (float64), ``target_weight``
+    (float64) and ``losses`` (float64)."""
     C = x.shape[1]
     dt = x.dtype.type
     has_w = weight.size != 0
@@ -186,93 +171,91 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
             for i in range(n):
                 loss_out[o, i0 + i] = 0
         if has_g:
-            tile_max(x, o, i0, n, m)
+            tile_max(x, o, i0, n, shift)
             for i in range(n):
-                m[i] = _ignored_gradient(m[i], dt)
+                shift[i] = ignored_gradient(shift[i], dt)
             for c in range(C):
                 gc = grad_out[o, c, i0:i0 + n]
                 for i in range(n):
-                    gc[i] = m[i]
+                    gc[i] = shift[i]
         return 0.0
     # Shifted by each position's first class when that serves (one pass), as
     # rows are by their first value; by the max otherwise.
-    if eps == 0.0 and tile_exp_first(x, o, i0, n, e, s, s32, has_g):
+    if eps == 0.0 and tile_exp_first(x, o, i0, n, exps, exp_sum, exp_sum32, has_g):
         x0 = x[o, 0, i0:i0 + n]
         for i in range(n):
-            m[i] = x0[i]
+            shift[i] = x0[i]
     else:
         # The max drops NaN: a NaN (or +inf, or an all -inf position) still makes
         # the position's sum s NaN, and so its loss and gradient.
-        tile_max_fast(x, o, i0, n, m)
-        tile_exp_fast(x, o, i0, n, m, e, s, s32, has_g)
+        tile_max_fast(x, o, i0, n, shift)
+        tile_exp_fast(x, o, i0, n, shift, exps, exp_sum, exp_sum32, has_g)
     # Targets as int32, -1 where ignored (matching no class); their logits are
     # gathered here, per position, to keep the class loops select-free.
-    # One result per loop (with the log loop below, a few per cent faster); an
-    # ignored position reads class 0 and has its value selected away.
+    # One result per loop (as the log loop below: faster than one loop doing
+    # all); an ignored position reads class 0 and has its value selected away.
     for i in range(n):
         t = tgt[i]
-        tg[i] = np.int32(t) if t != ignore_index else np.int32(-1)
+        target32[i] = np.int32(t) if t != ignore_index else np.int32(-1)
     xo = x[o].reshape(C * x.shape[2])[i0:]
     stride = x.shape[2]
     for i in range(n):
         # An unsigned index: no wraparound branch for a negative one.
-        xv = xo[np.uint64(max(tg[i], 0) * stride + i)]
-        xt[i] = xv if tg[i] >= 0 else dt(0)
-    sm = f1
+        xv = xo[np.uint64(max(target32[i], 0) * stride + i)]
+        target_logit[i] = xv if target32[i] >= 0 else dt(0)
     for i in range(n):
-        sm[i] = 0.0
+        smooth_sum[i] = 0.0
     if eps != 0.0:
         for c in range(C):
             xc = x[o, c, i0:i0 + n]
             wc = np.float64(weight[c]) if has_w else 1.0
             for i in range(n):
-                sm[i] += (np.float64(m[i]) - np.float64(xc[i])) * wc
-    wt = f2
+                smooth_sum[i] += (np.float64(shift[i]) - np.float64(xc[i])) * wc
     for i in range(n):
-        wt[i] = 1.0 if tg[i] >= 0 else 0.0
+        target_weight[i] = 1.0 if target32[i] >= 0 else 0.0
     if has_w:
         for i in range(n):
-            if tg[i] >= 0:
-                wt[i] = weight[tg[i]]
-    # log(s) in x's dtype (s lies in [1, C], or is NaN: a float32 log is a quarter
-    # of the float64 one's work), in a loop of its own, which LLVM vectorises at
-    # x's width rather than at the float64 width of the loop below.
-    ls = s32
+            if target32[i] >= 0:
+                target_weight[i] = weight[target32[i]]
+    # log(s) in x's dtype (s lies in [1, C], or is NaN: a float32 log is much
+    # less work than a float64 one), in a loop of its own, which LLVM vectorises
+    # at x's width rather than at the float64 width of the loop below.
+    log_sum = exp_sum32  # the float32 exp sums are spent: their scratch takes the logs
     for i in range(n):
-        ls[i] = vlog(dt(s[i]))
+        log_sum[i] = vlog(dt(exp_sum[i]))
     # Branch-free, so it vectorises; ignored positions are masked out.
-    lv = f3
     has_go = grad_output.size != 0
     for i in range(n):
         g = grad_scale * grad_output[o, i0 + i] if has_go else grad_scale
-        l, ai, bi, bti = _class_position(np.float64(ls[i]), 1.0 / s[i], np.float64(xt[i]) - np.float64(m[i]),
-                                         sm[i], wt[i], W, eps, C, g)
-        on = tg[i] >= 0
-        lv[i] = l if on else 0.0
+        dxt = np.float64(target_logit[i]) - np.float64(shift[i])
+        l, ai, bi, bti = class_target_position(np.float64(log_sum[i]), 1.0 / exp_sum[i], dxt, smooth_sum[i],
+                                               target_weight[i], W, eps, C, g)
+        on = target32[i] >= 0
+        losses[i] = l if on else 0.0
         # An ignored position's gradient is torch's 0 - softmax * 0: a e with
         # a = 0 / s, so NaN where s is (the softmax is NaN there).
-        a[i] = dt(ai) if on else dt(0.0 / s[i])
-        b[i] = dt(bi) if on else dt(0.0)
-        bt[i] = dt(bti)
-    part = row_sum(lv[:n])  # lanes: a plain running sum is a chain of dependent adds
+        grad_a[i] = dt(ai) if on else dt(0.0 / exp_sum[i])
+        grad_b[i] = dt(bi) if on else dt(0.0)
+        grad_bt[i] = dt(bti)
+    part = row_sum(losses[:n])  # lanes: a plain running sum is a chain of dependent adds
     if loss_out.size != 0:
         lo = loss_out[o, i0:i0 + n]
         for i in range(n):
-            lo[i] = lv[i]
+            lo[i] = losses[i]
     if has_g:
-        # A class row of the gradient is built over its exps in e (grad_out may
-        # be x), less bt at the target, and streamed out while in L1.
+        # A class row of the gradient is built over its exps in scratch (grad_out
+        # may be x), less grad_bt at the target, and streamed out while in L1.
         zero = dt(0.0)
         for c in range(C):
-            ec = borrowed(e, c * n, n)
+            ec = borrowed(exps, c * n, n)
             c32 = np.int32(c)  # an int64 compare would halve the vector width
             if eps == 0.0:
                 for i in range(n):
-                    ec[i] = a[i] * ec[i] - (bt[i] if tg[i] == c32 else zero)
+                    ec[i] = grad_a[i] * ec[i] - (grad_bt[i] if target32[i] == c32 else zero)
             else:
                 wc = weight[c] if has_w else dt(1.0)
                 for i in range(n):
-                    ec[i] = (a[i] * ec[i] - b[i] * wc) - (bt[i] if tg[i] == c32 else zero)
+                    ec[i] = (grad_a[i] * ec[i] - grad_b[i] * wc) - (grad_bt[i] if target32[i] == c32 else zero)
             stream_into(ec, borrowed(grad_out, (o * C + c) * x.shape[2] + i0, n), stream)
         stream_fence(stream)
     return part
@@ -323,19 +306,11 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
         partials = np.empty(nb)
-        ns = min(nb, SUPER)
+        ns = min(nb, BLOCK_GROUPS)
         for k in prange(ns):
             _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
                          loss_out, grad_out, stream, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
     return sum_partials(partials)
-
-
-@njit(cache=True, error_model="numpy")
-def _smoothed(y, eps, C):
-    """``y'`` in float64; exactly ``y`` when ``eps == 0``."""
-    if eps == 0.0:
-        return np.float64(y)
-    return (1.0 - eps) * y + eps / C
 
 
 @njit(cache=True, error_model="numpy")
@@ -354,19 +329,19 @@ def _prob_rows(x2, y2, weight, eps, grad_scale, grad_output, loss_out, g2, r0, r
         row_exp(xr, m, e)
         s = row_sum(e)
         for j in range(C):
-            wy[j] = _smoothed(yr[j], eps, C) * (weight[j] if has_w else 1.0)
-            prod[j] = wy[j] * (np.float64(m) - np.float64(xr[j]))
+            wy[j], prod[j] = prob_target_class(yr[j], weight[j] if has_w else 1.0, eps, C,
+                                               np.float64(m) - np.float64(xr[j]))
         swy = row_sum(wy)
-        l = math.log(s) * swy + row_sum(prod)
+        l = prob_target_loss(math.log(s), swy, row_sum(prod))
         part += l
         if loss_out.size != 0:
             loss_out[r, 0] = l
         if g2.size != 0:
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            a = g * swy / s
+            a = prob_target_scale(s, swy, g)
             gr = g2[r]
             for j in range(C):
-                gr[j] = dt(a * e[j] - g * wy[j])
+                gr[j] = dt(prob_target_gradient(a, e[j], g, wy[j]))
     return part
 
 
@@ -387,12 +362,12 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
         yc = y[o, c, i0:i0 + n]
         wc = np.float64(weight[c]) if has_w else 1.0
         for i in range(n):
-            wy = _smoothed(yc[i], eps, C) * wc
+            wy, wyd = prob_target_class(yc[i], wc, eps, C, np.float64(m[i]) - np.float64(xc[i]))
             swy[i] += wy
-            sd[i] += wy * (np.float64(m[i]) - np.float64(xc[i]))
+            sd[i] += wyd
     part = 0.0
     for i in range(n):
-        l = vlog(s[i]) * swy[i] + sd[i]
+        l = prob_target_loss(vlog(s[i]), swy[i], sd[i])
         part += l
         if loss_out.size != 0:
             loss_out[o, i0 + i] = l
@@ -401,14 +376,14 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
         a = np.empty(n)
         for i in range(n):
             g[i] = grad_scale * grad_output[o, i0 + i] if grad_output.size != 0 else grad_scale
-            a[i] = g[i] * swy[i] / s[i]
+            a[i] = prob_target_scale(s[i], swy[i], g[i])
         for c in range(C):
             ec = e[c]
             yc = y[o, c, i0:i0 + n]
             gc = grad_out[o, c, i0:i0 + n]
             wc = np.float64(weight[c]) if has_w else 1.0
             for i in range(n):
-                gc[i] = dt(a[i] * ec[i] - g[i] * (_smoothed(yc[i], eps, C) * wc))
+                gc[i] = dt(prob_target_gradient(a[i], ec[i], g[i], prob_target_weight(yc[i], wc, eps, C)))
     return part
 
 

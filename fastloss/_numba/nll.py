@@ -11,7 +11,21 @@ nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, 
 import numpy as np
 from numba import njit, prange
 
-from ._rows import block_range, row_blocking, sum_partials, tile_blocking, zero_tile
+from .blocking import block_range, row_blocking, sum_partials, tile_blocking
+
+
+@njit(cache=True, error_model="numpy")
+def _zero_tile(a, o, i0, n):
+    """``a[o, :, i0:i0+n] = 0``."""
+    if n == a.shape[2]:
+        flat = a[o].reshape(a.shape[1] * n)
+        for j in range(flat.shape[0]):
+            flat[j] = 0
+        return
+    for c in range(a.shape[1]):
+        ac = a[o, c, i0:i0 + n]
+        for i in range(n):
+            ac[i] = 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -31,7 +45,7 @@ def _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output, loss
                 loss_out[o, i] = l
     if grad_out.size != 0:
         for o in range(o0, o1):
-            zero_tile(grad_out, o, i0, n)
+            _zero_tile(grad_out, o, i0, n)
             for i in range(i0, i0 + n):
                 t = target[o, i]
                 if t != ignore_index:

@@ -10,19 +10,23 @@ log_softmax_backward(grad_output, output, out)
     ``out = grad_output - exp(output) * sum_c(grad_output)``.
 
 ``out`` may be the same memory as any input.  Class-axis sums are float64 (for
-float32 input, of float32 partial sums: of at most eight classes in a tile,
-``GROUP32`` in a row); elementwise arithmetic is in the input dtype.
+float32 input, of float32 partial sums: of at most ``TILE_EXP_GROUP`` classes
+in a tile, ``ROW_EXP_GROUP`` in a row); elementwise arithmetic is in the input
+dtype.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ._rows import (STREAM_BYTES, SUPER, block_range, borrowed, copy_into, row_blocking, row_exp_sum,
-                    row_exp_sum_next_max, row_max_fast, row_max_normal, stream_shifted,
-                    row_sum, row_weighted_sum, scale_in_place, scale_into, stream_fence, stream_into,
-                    tile_blocking, tile_exp_fast, tile_max_fast)
-from ._vmath import vexp, vlog
+from .._constants import STREAM_BYTES
+from .blocking import BLOCK_GROUPS, block_range, row_blocking, tile_blocking
+from .reductions import row_max_fast, row_sum, row_weighted_sum, tile_max_fast
+from .row_exp import row_exp_sum, row_exp_sum_next_max, row_max_normal, scale_in_place, scale_into
+from .streaming import copy_into, stream_fence, stream_into, stream_shifted
+from .tile_exp import tile_exp_fast
+from .vector_math import vexp, vlog
+from .views import borrowed
 
 
 @njit(cache=True, error_model="numpy")
@@ -76,41 +80,44 @@ def _softmax_rows(x2, out2, r0, r1):
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(x, out, o, i0, n, log, stream, m, a, s, s32, e):
-    """One tile; ``m`` ... ``e`` are scratch of at least ``n`` / ``C * n`` items."""
+def _forward_tile(x, out, o, i0, n, log, stream, shift, norm, exp_sum, exp_sum32, exps):
+    """One tile.  Scratch of at least n items: ``shift`` (each position's max),
+    ``norm`` (``log(sum)``, or ``1 / sum``), ``exp_sum`` (float64), ``exp_sum32``;
+    ``exps``: flat ``(C * n)``."""
     dt = x.dtype.type
     C = x.shape[1]
     # NaN-dropping max, as for rows.
-    tile_max_fast(x, o, i0, n, m)
-    tile_exp_fast(x, o, i0, n, m, e, s, s32, not log)
+    tile_max_fast(x, o, i0, n, shift)
+    tile_exp_fast(x, o, i0, n, shift, exps, exp_sum, exp_sum32, not log)
     if log:
         for i in range(n):
-            a[i] = vlog(dt(s[i]))  # s in [1, C]: as in cross-entropy's tiles
+            norm[i] = vlog(dt(exp_sum[i]))  # exp_sum in [1, C]: as in cross-entropy's tiles
     else:
         for i in range(n):
-            a[i] = dt(1.0 / s[i])
+            norm[i] = dt(1.0 / exp_sum[i])
     for c in range(C):
-        ec = borrowed(e, c * n, n)
+        ec = borrowed(exps, c * n, n)
         at = (o * C + c) * x.shape[2] + i0
         if log:
             xc = borrowed(x, at, n)
             for i in range(n):
-                ec[i] = (xc[i] - m[i]) - a[i]
+                ec[i] = (xc[i] - shift[i]) - norm[i]
         else:
             for i in range(n):
-                ec[i] = ec[i] * a[i]
+                ec[i] = ec[i] * norm[i]
         stream_into(ec, borrowed(out, at, n), stream)
 
 
 @njit(cache=True, error_model="numpy")
 def _forward_tiles(x, out, T, tiles, b0, b1, log, stream):
     """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
-    d = np.empty((3, T), x.dtype)
-    s = np.empty(T)
-    e = np.empty(x.shape[1] * T, x.dtype)
+    per_position = np.empty((3, T), x.dtype)  # shift, norm, exp_sum32
+    exp_sum = np.empty(T)
+    exps = np.empty(x.shape[1] * T, x.dtype)
     for b in range(b0, b1):
         i0, i1 = block_range(b % tiles, T, x.shape[2])
-        _forward_tile(x, out, b // tiles, i0, i1 - i0, log, stream, d[0], d[1], s, d[2], e)
+        _forward_tile(x, out, b // tiles, i0, i1 - i0, log, stream, per_position[0], per_position[1], exp_sum,
+                      per_position[2], exps)
     stream_fence(stream)
 
 
@@ -184,7 +191,7 @@ def _forward(x, out, log):
                 _softmax_rows(x2, out2, r0, r1)
     else:
         T, tiles, nb = tile_blocking(outer, C, inner)
-        ns = min(nb, SUPER)
+        ns = min(nb, BLOCK_GROUPS)
         for k in prange(ns):
             _forward_tiles(x, out, T, tiles, k * nb // ns, (k + 1) * nb // ns, log, stream)
 

@@ -9,7 +9,7 @@ import threading
 
 import numba
 
-# The count this module last set in each thread: asking Numba costs a small call ~1 us.
+# The count this module last set in each thread: asking Numba again costs a call.
 _last_set = threading.local()
 
 

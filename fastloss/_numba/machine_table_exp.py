@@ -1,5 +1,8 @@
 """The float32 row exp of AVX-512 hosts, written as explicit 16-lane LLVM IR.
 
+Imported by `machine` alone, which calls `exp_vectors_first32` only where its
+``TABLE_EXP`` guard holds, so this IR is emitted on AVX-512 targets only.
+
 Cython's rows take a table-driven exp on AVX-512 (`fl_exp16_normal` in
 ``_cython/_simd_math.h``): ``2^(j/32)`` read from a 32-entry table held in two
 registers, then a degree-3 polynomial.  It needs fewer multiply-adds than the
@@ -10,19 +13,13 @@ in the same order as Cython's (so the same bits, within 1.01 ulp of exp).
 
 The loop is an internal function that is never inlined: inlined into the row
 loops, it lost its constants to register pressure and reloaded them every
-iteration (the loss of (8192, 1000) rows: 1.19 ms, against 1.10 with the
-polynomial and 1.04 with this function, all in one process).  Hosts without
-AVX-512 get an empty function, never called: ``HAS_TABLE_EXP`` tells callers
-which.
+iteration.
 """
 import numpy as np
-from llvmlite import binding, ir
+from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
-
-# config.CPU_NAME set means code for another CPU (a portable cache).
-HAS_TABLE_EXP = config.CPU_NAME is None and bool(binding.get_host_cpu_features().get("avx512f", False))
 
 _EXP2_32NDS = [float(np.float32(2.0 ** (j / 32))) for j in range(32)]
 _FUNCTION = "fastloss_exp_vectors_first32"
@@ -31,8 +28,8 @@ _FUNCTION = "fastloss_exp_vectors_first32"
 @intrinsic
 def exp_vectors_first32(typingctx, x, e, j0, j1, c, mx, mn, sx):
     """``e[j] = exp(x[j] - c)`` for j in [j0, j1), a multiple of 16 values (float32,
-    HAS_TABLE_EXP only), with the float32 sum of those exps, and the running max,
-    min and sum of x[j0:j1] carried on from ``mx, mn, sx`` (as `_exp_group_first32`
+    AVX-512 targets only), with the float32 sum of those exps, and the running max,
+    min and sum of x[j0:j1] carried on from ``mx, mn, sx`` (as `machine.exp_sum_first32`
     returns them; the max and min drop a NaN, which reaches the sum)."""
     if not (_float32_row(x) and _float32_row(e) and e.mutable and c == mx == mn == sx == types.float32):
         return None
@@ -67,12 +64,6 @@ def _define(fn):
     i16 = ir.VectorType(i32, 16)
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     xp, ep, j0, j1, c, mx0, mn0, sx0 = fn.args
-    if not HAS_TABLE_EXP:
-        result = ir.Constant(fn.function_type.return_type, ir.Undefined)
-        for i, v in enumerate([f32(0), mx0, mn0, sx0]):
-            result = builder.insert_value(result, v, i)
-        builder.ret(result)
-        return
 
     def declare(name, *args):
         return cgutils.get_or_insert_function(fn.module, ir.FunctionType(v16, list(args)), name)

@@ -1,0 +1,180 @@
+"""The math of each loss, once: one small function per formula, and the registry of elementwise losses.
+
+The loops (`elementwise`, `cross_entropy`) call these on one element or one
+position; each states its formula.  The elementwise ones are inlined into the
+driver's loops (``inline="always"``, as are the driver's overloads that call
+them): LLVM leaves a call to one with a log, and the loop then stays scalar.
+Arithmetic of an elementwise formula is in its argument's dtype: the
+constants below are float32 values, which join a float32 operation as they
+are and a float64 one exactly.
+
+Elementwise losses
+------------------
+``ELEMENTWISE`` names every loss the elementwise driver (`elementwise`)
+serves, each an `ElementwiseLoss` of three formulas of one element ``x`` with
+target ``y``:
+
+``shared(x)``
+    A term both other formulas need, taken for every element in a pass of its
+    own first (which vectorises); None when the loss needs none.
+``loss(x, y, shared, pos_weight, has_pos_weight)``
+    The element's loss before its weight.
+``gradient(x, y, shared, pos_weight, has_pos_weight, g)``
+    ``g * d loss / d x`` before the weight.
+
+``pos_weight`` is the element's positive-class weight (``has_pos_weight``
+False: none was given, and the value is 1); a loss without one ignores both.
+The driver multiplies each result by the element's weight.
+"""
+import numpy as np
+from numba import njit
+
+from .vector_math import vexp_neg, vlog, vlog1p, vlog1p_unit
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+# torch clamps the logs of binary_cross_entropy at -100 and its gradient's
+# denominator at EPSILON = 1e-12, a float constant.
+_LOG_FLOOR = np.float32(-100.0)
+_GRAD_DENOMINATOR_MIN = np.float32(1e-12)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def binary_cross_entropy(p, y, shared, pos_weight, has_pos_weight):
+    """``(y - 1) max(log1p(-p), -100) - y max(log(p), -100)``, as torch computes it
+    (``log1p(-p)`` rather than ``log(1 - p)``, which loses small p).  No shared
+    term, no pos_weight."""
+    # NaN-keeping clamps: a NaN log stays NaN.
+    lp = vlog(p)
+    lp = _LOG_FLOOR if lp < _LOG_FLOOR else lp
+    lq = vlog1p(-p)
+    lq = _LOG_FLOOR if lq < _LOG_FLOOR else lq
+    return (y - _ONE) * lq - y * lp
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def binary_cross_entropy_gradient(p, y, shared, pos_weight, has_pos_weight, g):
+    """``g (p - y) / max((1 - p) p, 1e-12)``."""
+    den = (_ONE - p) * p
+    den = _GRAD_DENOMINATOR_MIN if den < _GRAD_DENOMINATOR_MIN else den
+    return g * (p - y) / den
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def exp_minus_abs(x):
+    """``exp(-|x|)``: the shared term of the losses on logits."""
+    return vexp_neg(-abs(x))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def binary_cross_entropy_with_logits(x, y, e, pos_weight, has_pos_weight):
+    """``(1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)`` with
+    ``log_sigmoid(x) = min(x, 0) - log1p(e)``, ``e = exp(-|x|)`` (``pw = 1``
+    without pos_weight)."""
+    lsig = (x if x < _ZERO else _ZERO) - vlog1p_unit(e)
+    if has_pos_weight:
+        lsig = ((pos_weight - _ONE) * y + _ONE) * lsig
+    return (_ONE - y) * x - lsig
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def binary_cross_entropy_with_logits_gradient(x, y, e, pos_weight, has_pos_weight, g):
+    """``g ((pw y + 1 - y) sigmoid(x) - pw y)`` with ``sigmoid(x) = (1 or e) / (1 + e)``
+    (1 for x >= 0), ``e = exp(-|x|)``; ``g (sigmoid(x) - y)`` without pos_weight."""
+    sig = (_ONE if x >= _ZERO else e) / (_ONE + e)
+    if has_pos_weight:
+        t = pos_weight * y
+        d = (t + _ONE - y) * sig - t
+    else:
+        d = sig - y
+    return d * g
+
+
+class ElementwiseLoss:
+    """An entry of ``ELEMENTWISE``: the formulas of one elementwise loss (see the module docstring)."""
+
+    def __init__(self, name, loss, gradient, shared=None):
+        self.name = name
+        self.loss = loss
+        self.gradient = gradient
+        self.shared = shared
+
+
+ELEMENTWISE = {spec.name: spec for spec in (
+    ElementwiseLoss("binary_cross_entropy", binary_cross_entropy, binary_cross_entropy_gradient),
+    ElementwiseLoss("binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
+                    binary_cross_entropy_with_logits_gradient, shared=exp_minus_abs),
+)}
+
+
+@njit(cache=True, error_model="numpy")
+def class_target_position(ls, inv_s, dxt, sm, wt, W, eps, C, g):
+    """Class-target cross-entropy of one non-ignored position, target t, smoothing ``eps``:
+    ``l = (1 - eps) w_t (lse - x_t) + eps / C * sum_j w_j (lse - x_j)`` (just the
+    first term when eps == 0), with ``lse - x_j = log(s) + (m - x_j)``.
+
+    ``ls = log(s)``, ``inv_s = 1 / s`` with ``s = sum_j exp(x_j - m)``, ``dxt = x_t - m``,
+    ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0), ``W = sum_j w_j``, ``wt = w_t``,
+    ``g`` the position's gradient scale.  Returns ``(l, a, b, bt)``: the gradient
+    ``g dl/dx_j`` is ``a e_j - b w_j``, less ``bt`` at the target, ``e_j = exp(x_j - m)``.
+    """
+    nll = wt * (ls - dxt)
+    if eps == 0.0:
+        return nll, g * wt * inv_s, 0.0, g * wt
+    l = (1.0 - eps) * nll + eps / C * (W * ls + sm)
+    a = g * ((1.0 - eps) * wt + eps * W / C) * inv_s
+    return l, a, g * eps / C, g * (1.0 - eps) * wt
+
+
+@njit(cache=True, error_model="numpy")
+def ignored_gradient(m, dt):
+    """The cross-entropy gradient at an ignored target, from its row's (NaN-propagating) max ``m``.
+
+    torch computes it as ``0 - softmax * 0``: 0, but NaN wherever the softmax is NaN,
+    which is where the max is not finite (a NaN or +inf logit, or only -inf logits).
+    """
+    return dt(0.0) if abs(m) < np.inf else dt(np.nan)
+
+
+@njit(cache=True, error_model="numpy")
+def smoothed_target(y, eps, C):
+    """Label smoothing of a probability target: ``y' = (1 - eps) y + eps / C`` in float64;
+    exactly ``y`` when ``eps == 0``."""
+    if eps == 0.0:
+        return np.float64(y)
+    return (1.0 - eps) * y + eps / C
+
+
+@njit(cache=True, error_model="numpy")
+def prob_target_class(y, w, eps, C, dx):
+    """Class j's terms of the probability-target cross-entropy of one position,
+    ``l = sum_j w_j y'_j (lse - x_j) = log(s) sum_j wy_j + sum_j wy_j (m - x_j)``
+    with ``wy_j = w_j y'_j`` (`smoothed_target`), ``s = sum_j exp(x_j - m)``:
+    ``(wy_j, wy_j dx)`` for ``dx = m - x_j``, in float64."""
+    wy = prob_target_weight(y, w, eps, C)
+    return wy, wy * dx
+
+
+@njit(cache=True, error_model="numpy")
+def prob_target_weight(y, w, eps, C):
+    """``wy_j = w_j y'_j`` (see `prob_target_class`)."""
+    return smoothed_target(y, eps, C) * w
+
+
+@njit(cache=True, error_model="numpy")
+def prob_target_loss(ls, swy, sd):
+    """``l = log(s) swy + sd`` from ``ls = log(s)`` and the sums of `prob_target_class`'s
+    terms, ``swy = sum_j wy_j`` and ``sd = sum_j wy_j (m - x_j)``."""
+    return ls * swy + sd
+
+
+@njit(cache=True, error_model="numpy")
+def prob_target_scale(s, swy, g):
+    """``a = g swy / s``, the factor of ``e_j`` in the position's gradient (`prob_target_gradient`)."""
+    return g * swy / s
+
+
+@njit(cache=True, error_model="numpy")
+def prob_target_gradient(a, e, g, wy):
+    """``g dl/dx_j = a e_j - g wy_j`` with ``a`` from `prob_target_scale`, ``e_j = exp(x_j - m)``."""
+    return a * e - g * wy
