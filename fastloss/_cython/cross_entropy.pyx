@@ -9,7 +9,8 @@ memory, the later passes find them in cache.  Blocks of positions are fixed
 by the shape; a row block's losses are summed in position order, a tile's in
 LANES interleaved partial sums, the blocks in block order.  An ignored
 position has loss 0 and torch's gradient 0 - softmax(x) * 0: zeros, or NaN
-where softmax is NaN.
+where softmax is NaN.  The loss of a position and the coefficients of its
+gradient are the formulas of _formulas.pxd, written once for rows and tiles.
 """
 import numpy as np
 
@@ -19,13 +20,26 @@ from libc.math cimport log
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
-from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, EXP_GROUP, LANES, STREAM_BYTES, STREAM_ROW_BYTES, advance, cadvance,
-    check_scratch, check_shape, exp_shift, exp_shift_first, fl_class_grad_float, fl_row_grad,
-    fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, fl_tile_exp_first_f32, flog, lane_sum,
-    merge_lanes, n_chunks, n_items, row_max, rows_per_block, shifted_dot, stream_into,
-    sum_in_order, thread_scratch, tile_exp_sum, tile_gather, tile_max, tile_width,
+from fastloss._cython._arguments cimport advance, cadvance, check_shape, n_items
+from fastloss._cython._blocking cimport (
+    check_scratch, n_chunks, rows_per_block, sum_in_order, thread_scratch, tile_width,
 )
+from fastloss._cython._constants cimport BLOCK_ELEMS, STREAM_ROW_BYTES, TILE_EXP_GROUP
+from fastloss._cython._formulas cimport (
+    class_grad_scale, class_grad_smoothing, class_grad_target, class_loss, prob_grad_scale,
+    prob_loss, prob_target,
+)
+from fastloss._cython._machine cimport (
+    fl_row_grad, fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, stream_into,
+    stream_result,
+)
+from fastloss._cython._row_loops cimport (
+    LANES, exp_shift, exp_shift_first, lane_sum, merge_lanes, row_max, shifted_dot,
+)
+from fastloss._cython._tile_loops cimport (
+    fl_class_grad_float, fl_tile_exp_first_f32, tile_exp_sum, tile_gather, tile_max,
+)
+from fastloss._cython._vector_math cimport flog
 
 
 def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] target,
@@ -94,7 +108,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     cdef double[::1] partials = np.empty(n_blocks)
     cdef double* part = &partials[0]
     cdef bint threaded = n_blocks > 1 and outer * plane > BLOCK_ELEMS
-    cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
+    cdef bint stream = stream_result(outer * plane * sizeof(floating))
     cdef bint stream_rows = stream and C * sizeof(floating) <= STREAM_ROW_BYTES
 
     if inner == 1:
@@ -112,7 +126,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     else:
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
-                6 * bs * sizeof(double)
+                7 * bs * sizeof(double)
                 + (6 + (2 if prob else 1) * C) * bs * sizeof(floating), &failed)
             for b in prange(n_blocks, schedule="static"):
                 if s != NULL:
@@ -200,26 +214,22 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
             sw = shifted_dot(x, m, w, C)
         s = exp_shift(x, m, e, C, normal)
     logs = log(s)
-    loss = wt * ((m - xt) + logs)
-    if eps != 0:
-        # sum_j w_j (lse - x_j) = W log(s) - sum_j w_j (x_j - m): both terms >= 0.
-        loss = (1 - eps) * loss + eps / C * (W * logs - sw)
+    loss = class_loss(m, xt, logs, wt, eps, W, C, sw, eps != 0)
     if gr == NULL:
         return loss
+    A = <floating>(class_grad_scale(g, wt, eps, W, C, eps != 0) / s)
     if eps == 0:
-        A = <floating>(g * wt / s)
         for j in range(C):
             gr[j] = gr[j] * A
     else:
-        A = <floating>(g * ((1 - eps) * wt + eps * W / C) / s)
-        D = <floating>(g * eps / C)
+        D = <floating>class_grad_smoothing(g, eps, C)
         if w == NULL:
             for j in range(C):
                 gr[j] = gr[j] * A - D
         else:
             for j in range(C):
                 gr[j] = gr[j] * A - D * w[j]
-    gr[t] = gr[t] - <floating>(g * (1 - eps) * wt)
+    gr[t] = gr[t] - <floating>class_grad_target(g, wt, eps)
     return loss
 
 
@@ -253,9 +263,10 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
                 fl_row_grad_finish(last)
             g = gscale * go[r] if go != NULL else gscale
             wt = w[t] if w != NULL else 1.0
-            loss = wt * ((m - <double>x[r * C + t]) + log(s))
-            A = <float>(g * wt / s)
-            pending = fl_row_grad_begin(gr + r * C, e, A, t, e[t] * A - <float>(g * wt), C,
+            loss = class_loss(m, x[r * C + t], log(s), wt, 0, 0, C, 0, False)
+            A = <float>(class_grad_scale(g, wt, 0, 0, C, False) / s)
+            pending = fl_row_grad_begin(gr + r * C, e, A, t,
+                                        e[t] * A - <float>class_grad_target(g, wt, 0), C,
                                         x + (r + 1) * C if r + 1 < r1 else NULL)
             last = &pending
         if lo != NULL:
@@ -285,20 +296,20 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
         for jb in range(nv // LANES):
             j = jb * LANES
             for k in range(LANES):
-                wy = y[j + k] * a + b
+                wy = prob_target(y[j + k], 1, a, b)
                 q_acc[k] += wy
                 r_acc[k] += wy * (<double>m - x[j + k])
     else:
         for jb in range(nv // LANES):
             j = jb * LANES
             for k in range(LANES):
-                wy = w[j + k] * (y[j + k] * a + b)
+                wy = prob_target(y[j + k], w[j + k], a, b)
                 q_acc[k] += wy
                 r_acc[k] += wy * (<double>m - x[j + k])
     q = 0
     rr = 0
     for j in range(nv, C):
-        wy = (y[j] * a + b) if w == NULL else w[j] * (y[j] * a + b)
+        wy = prob_target(y[j], 1 if w == NULL else w[j], a, b)
         q += wy
         rr += wy * (<double>m - x[j])
     q += merge_lanes(q_acc)
@@ -308,15 +319,15 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
     s = exp_shift(x, m, e, C, normal)
     logs = log(s)
     if gr != NULL:
-        A = <floating>(g * q / s)
+        A = <floating>(prob_grad_scale(g, q) / s)
         G = <floating>g
         if w == NULL:
             for j in range(C):
-                gr[j] = gr[j] * A - G * (y[j] * a + b)
+                gr[j] = gr[j] * A - G * prob_target(y[j], 1, a, b)
         else:
             for j in range(C):
-                gr[j] = gr[j] * A - G * (w[j] * (y[j] * a + b))
-    return rr + logs * q
+                gr[j] = gr[j] * A - G * prob_target(y[j], w[j], a, b)
+    return prob_loss(q, rr, logs)
 
 
 # ---- tiles: inner > 1 -------------------------------------------------------
@@ -328,17 +339,21 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                         bint prob, bint stream, double* scratch) noexcept nogil:
     """Sum of the losses of T <= Tmax positions; pointers sit at the tile's first position.
 
-    scratch: 6 double and 6 floating slots of Tmax values, then packed (C, T)
+    scratch: 7 double and 6 floating slots of Tmax values, then packed (C, T)
     blocks: the exps (with a gradient), and w_c y'_c for prob targets.
     The per-position loops are branch-free (selects, gathers) so they vectorise.
     """
-    cdef double* s = scratch
-    cdef double* ls = s + Tmax
-    cdef double* u = ls + Tmax      # class: sum w (x - m); prob: Q = sum w y'
-    cdef double* v = u + Tmax       # class: x[target];     prob: R = sum w y' (m - x); then the loss
-    cdef double* G = v + Tmax       # upstream gradient
-    cdef double* wts = G + Tmax     # class: target weight
-    cdef floating* m = <floating*>(wts + Tmax)
+    cdef double* s = scratch          # sum of the exps
+    cdef double* logs = s + Tmax      # log(s)
+    cdef double* G = logs + Tmax      # upstream gradient
+    cdef double* loss = G + Tmax
+    cdef double* wt = loss + Tmax     # class targets: the target's weight
+    # Two slots serve the two target kinds under their own names.
+    cdef double* sw = wt + Tmax       # class targets: sum_c w_c (x_c - m)
+    cdef double* Q = sw               # prob targets: sum_c w_c y'_c
+    cdef double* xt = sw + Tmax       # class targets: x at the target
+    cdef double* R = xt               # prob targets: sum_c w_c y'_c (m - x_c)
+    cdef floating* m = <floating*>(xt + Tmax)
     cdef floating* A = m + Tmax     # gradient = e * A ...
     cdef floating* D = A + Tmax     # ... - D * w_c (class) / - D * w_c y'_c (prob)
     cdef floating* B = D + Tmax     # ... - B at the target class
@@ -347,7 +362,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef floating* pe = f + 2 * Tmax
     cdef floating* pwy = pe + C * Tmax
     cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
-    cdef double wc, wt, gw
+    cdef double wc, gw
     cdef floating wcf, wy
     cdef Py_ssize_t c, k
     cdef int64_t t
@@ -361,48 +376,51 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef const floating* shift = m
     cdef bint first_served = False
     if floating is float and not prob and eps == 0:
-        first_served = fl_tile_exp_first_f32(x, inner, C, T, EXP_GROUP,
+        first_served = fl_tile_exp_first_f32(x, inner, C, T, TILE_EXP_GROUP,
                                              pe if gr != NULL else NULL, f, s)
     if first_served:
         shift = x
     else:
         tile_max(x, inner, C, T, m)
-    if prob or eps != 0:
+    if prob:
         for k in range(T):
-            u[k] = 0
-            v[k] = 0
+            Q[k] = 0
+            R[k] = 0
+        for c in range(C):
+            xc = x + c * inner
+            yc = y + c * inner
+            qc = pwy + c * T
+            wcf = <floating>(w[c] if w != NULL else 1.0)
+            for k in range(T):
+                wy = prob_target(yc[k], wcf, a, b)
+                qc[k] = wy
+                Q[k] += wy
+                R[k] += wy * (<double>m[k] - xc[k])
+    elif eps != 0:
+        for k in range(T):
+            sw[k] = 0
         for c in range(C):
             xc = x + c * inner
             wc = w[c] if w != NULL else 1.0
-            if prob:
-                yc = y + c * inner
-                qc = pwy + c * T
-                wcf = <floating>wc
-                for k in range(T):
-                    wy = wcf * (yc[k] * a + b)
-                    qc[k] = wy
-                    u[k] += wy
-                    v[k] += wy * (<double>m[k] - xc[k])
-            else:
-                for k in range(T):
-                    u[k] += wc * (<double>xc[k] - m[k])
+            for k in range(T):
+                sw[k] += wc * (<double>xc[k] - m[k])
     if not prob:
         for k in range(T):
             t = tg[k]
             tc[k] = <int32_t>t if t != ignore else -1
         # An ignored position reads class 0; its results are selected away below.
-        tile_gather(x, tc, inner, 1, T, v)
+        tile_gather(x, tc, inner, 1, T, xt)
         if w != NULL:
-            tile_gather(w, tc, 1, 0, T, wts)
+            tile_gather(w, tc, 1, 0, T, wt)
         else:
             for k in range(T):
-                wts[k] = 1
+                wt[k] = 1
     if not first_served:
         tile_exp_sum(x, inner, C, T, m, pe if gr != NULL else NULL, f, s)
     for k in range(T):
         # In x's dtype: s lies in [1, C] (or is NaN), where a float32 log is as
-        # good as the float32 result needs and a quarter of the float64 one's work.
-        ls[k] = flog(<floating>s[k])
+        # good as the float32 result needs and cheaper than the float64 one.
+        logs[k] = flog(<floating>s[k])
     if go != NULL:
         for k in range(T):
             G[k] = gscale * go[k]
@@ -412,9 +430,9 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
 
     if prob:
         for k in range(T):
-            A[k] = <floating>(G[k] * u[k] / s[k])
+            A[k] = <floating>(prob_grad_scale(G[k], Q[k]) / s[k])
             D[k] = <floating>G[k]
-            v[k] = v[k] + ls[k] * u[k]
+            loss[k] = prob_loss(Q[k], R[k], logs[k])
     elif eps == 0:
         # An ignored position: loss 0 and torch's gradient 0 - softmax * 0, so
         # NaN where the softmax is (see _ignored_row).  Results are stored, then
@@ -422,30 +440,28 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
         # floating-point expressions.
         for k in range(T):
             keep = tg[k] != ignore
-            wt = wts[k]
-            gw = G[k] * wt
+            gw = class_grad_scale(G[k], wt[k], 0, W, C, False)
             A[k] = <floating>((gw if keep else 0.0) / s[k])
-            B[k] = <floating>gw
-            v[k] = wt * ((shift[k] - v[k]) + ls[k])
+            B[k] = <floating>class_grad_target(G[k], wt[k], 0)
+            loss[k] = class_loss(shift[k], xt[k], logs[k], wt[k], 0, W, C, 0, False)
             if not keep:
                 B[k] = 0
-                v[k] = 0
+                loss[k] = 0
     else:
         for k in range(T):
             keep = tg[k] != ignore
-            wt = wts[k]
-            gw = G[k] * ((1 - eps) * wt + eps * W / C)
+            gw = class_grad_scale(G[k], wt[k], eps, W, C, True)
             A[k] = <floating>((gw if keep else 0.0) / s[k])
-            D[k] = <floating>(G[k] * eps / C)
-            B[k] = <floating>(G[k] * (1 - eps) * wt)
-            v[k] = (1 - eps) * (wt * ((m[k] - v[k]) + ls[k])) + eps / C * (W * ls[k] - u[k])
+            D[k] = <floating>class_grad_smoothing(G[k], eps, C)
+            B[k] = <floating>class_grad_target(G[k], wt[k], eps)
+            loss[k] = class_loss(m[k], xt[k], logs[k], wt[k], eps, W, C, sw[k], True)
             if not keep:
                 D[k] = 0
                 B[k] = 0
-                v[k] = 0
+                loss[k] = 0
     if lo != NULL:
         for k in range(T):
-            lo[k] = <floating>v[k]
+            lo[k] = <floating>loss[k]
     if gr != NULL:
         if floating is float and not prob:
             for c in range(C):
@@ -453,7 +469,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
                                     w[c] if w != NULL else 1, B, tc, <int32_t>c, T, stream)
         else:
             _tile_gradient(pe, pwy, w, tg, ignore, A, B, D, eps, prob, C, T, inner, gr, stream)
-    return lane_sum(v, T)
+    return lane_sum(loss, T)
 
 
 cdef void _tile_gradient(floating* pe, const floating* pwy, const floating* w,

@@ -11,10 +11,9 @@ from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
-from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, advance, block_size, cadvance, check_shape, n_chunks, n_items,
-    sum_in_order,
-)
+from fastloss._cython._arguments cimport advance, cadvance, check_shape, n_items
+from fastloss._cython._blocking cimport block_size, n_chunks, sum_in_order
+from fastloss._cython._constants cimport BLOCK_ELEMS
 
 
 def nll_loss(const floating[:, :, ::1] logp, const int64_t[:, ::1] target,

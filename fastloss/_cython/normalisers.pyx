@@ -15,12 +15,19 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport log
 from libc.stdlib cimport free
 
-from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, STREAM_BYTES, check_scratch, check_shape, exp_shift, fexp,
-    fl_exp_sum_next_max_f32, fl_stream_fence, fl_stream_shift_float, flog, lane_sum, n_chunks,
-    row_dot, row_max, rows_per_block, stream_into, thread_scratch, tile_exp_sum, tile_max,
-    tile_scale, tile_width,
+from fastloss._cython._arguments cimport check_shape
+from fastloss._cython._blocking cimport (
+    check_scratch, n_chunks, rows_per_block, thread_scratch, tile_width,
 )
+from fastloss._cython._constants cimport BLOCK_ELEMS
+from fastloss._cython._machine cimport (
+    fl_stream_fence, fl_stream_shift_float, stream_into, stream_result,
+)
+from fastloss._cython._row_loops cimport (
+    exp_shift, fl_exp_sum_next_max_f32, lane_sum, row_dot, row_max,
+)
+from fastloss._cython._tile_loops cimport tile_exp_sum, tile_max, tile_scale
+from fastloss._cython._vector_math cimport fexp, flog
 
 cdef enum Mode:
     SOFTMAX
@@ -72,7 +79,7 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
     cdef const floating* bp = &b[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef bint threaded = outer * plane > BLOCK_ELEMS
-    cdef bint stream = outer * plane * sizeof(floating) >= STREAM_BYTES
+    cdef bint stream = stream_result(outer * plane * sizeof(floating))
 
     cdef Py_ssize_t bs = rows_per_block(C)
     if inner == 1:
@@ -91,9 +98,9 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
             s = <double*>thread_scratch(
                 T * sizeof(double) + (4 + (C if mode == SOFTMAX else 0)) * T * sizeof(floating),
                 &failed)
-            m = <floating*>(s + T)
-            d = m + T
-            f = d + T
+            m = <floating*>(s + T)  # max over the classes
+            d = m + T       # the term of the result: 1 / s, log(s) or the backward sum
+            f = d + T       # float32 exp partial sums
             e = f + T       # softmax: C rows of exps; else one row of results to stream
             for t in prange(outer * n_tiles, schedule="static"):
                 if s != NULL:
@@ -125,7 +132,7 @@ cdef void _log_softmax_rows(const float* x, float* out, Py_ssize_t C, Py_ssize_t
 
     A row's max is taken in the previous row's exp pass: those loads from
     memory then overlap the exp work instead of stalling a max pass of
-    their own.  A large result is streamed (_stream.h).
+    their own.  A large result is streamed (_machine.h).
     """
     cdef int normal, normal_next
     cdef float m = row_max(x + r0 * C, C, &normal), m_next

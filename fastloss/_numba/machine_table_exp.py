@@ -4,7 +4,7 @@ Imported by `machine` alone, which calls `exp_vectors_first32` only where its
 ``TABLE_EXP`` guard holds, so this IR is emitted on AVX-512 targets only.
 
 Cython's rows take a table-driven exp on AVX-512 (`fl_exp16_normal` in
-``_cython/_simd_math.h``): ``2^(j/32)`` read from a 32-entry table held in two
+``_cython/_machine.h``): ``2^(j/32)`` read from a 32-entry table held in two
 registers, then a degree-3 polynomial.  It needs fewer multiply-adds than the
 degree-6 polynomial of `vexp_normal`, and those set the pace of the row loop.
 LLVM's vectoriser cannot produce its two-register permute from scalar code, so

@@ -1,4 +1,4 @@
-"""Binary cross-entropy on probabilities and on logits, element-wise over (outer, K, inner).
+"""Element-wise losses over (outer, K, inner): the loops around the formulas of _formulas.pxd.
 
 Every element is a position.  The flat element range is cut into blocks of
 BLOCK_ELEMS (fixed by the shape), a block into runs (one weight index k when
@@ -8,6 +8,9 @@ pieces: a piece's weights are laid out in scratch, its losses go to scratch,
 its gradient to grad_out (which may be the input: each element is read
 before it is written), then the losses are lane-summed and copied out.
 Large results go through scratch and out with streaming stores.
+
+Each kernel runs one entry of the ElementwiseLoss registry; the loss is
+chosen outside the loops (_chunk), so every loop holds one formula.
 """
 import numpy as np
 
@@ -16,10 +19,15 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free
 from libc.string cimport memcpy
 
-from fastloss._cython._rows cimport (
-    BLOCK_ELEMS, STREAM_BYTES, advance, check_scratch, check_shape, fexp_neg, fl_stream_fence, flog,
-    flog1p, flog1p_unit, lane_sum, n_chunks, n_items, stream_into, sum_in_order, thread_scratch,
+from fastloss._cython._arguments cimport advance, check_shape, n_items
+from fastloss._cython._blocking cimport check_scratch, n_chunks, sum_in_order, thread_scratch
+from fastloss._cython._constants cimport BLOCK_ELEMS
+from fastloss._cython._formulas cimport (
+    BCE, BCE_WITH_LOGITS, ElementwiseLoss, elementwise_grad, elementwise_loss, logit_exp,
+    takes_logits,
 )
+from fastloss._cython._machine cimport fl_stream_fence, stream_into, stream_result
+from fastloss._cython._row_loops cimport lane_sum
 
 cdef enum:
     CHUNK = 512
@@ -30,7 +38,7 @@ def binary_cross_entropy(const floating[:, :, ::1] p, const floating[:, :, ::1] 
                          const floating[:, :, ::1] grad_output, floating[:, :, ::1] loss_out,
                          floating[:, :, ::1] grad_out):
     """l = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)); returns sum(l)."""
-    return _run(p, y, weight, weight, grad_scale, grad_output, loss_out, grad_out, False)
+    return _run(p, y, weight, weight[:0], grad_scale, grad_output, loss_out, grad_out, BCE)
 
 
 def binary_cross_entropy_with_logits(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
@@ -39,14 +47,15 @@ def binary_cross_entropy_with_logits(const floating[:, :, ::1] x, const floating
                                      const floating[:, :, ::1] grad_output,
                                      floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out):
     """l = w ((1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)); returns sum(l)."""
-    return _run(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out, True)
+    return _run(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out,
+                BCE_WITH_LOGITS)
 
 
 cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
                  const floating[::1] weight, const floating[::1] pos_weight,
                  double gscale, const floating[:, :, ::1] grad_output,
                  floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out,
-                 bint logits) except? -1:
+                 ElementwiseLoss loss) except? -1:
     cdef Py_ssize_t K = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t n = x.shape[0] * K * inner
     check_shape("target", y.shape, x.shape, 3, False)
@@ -61,7 +70,7 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
     cdef const floating* xp = &x[0, 0, 0]
     cdef const floating* yp = &y[0, 0, 0]
     cdef const floating* w = &weight[0] if weight.shape[0] else NULL
-    cdef const floating* pw = &pos_weight[0] if logits and pos_weight.shape[0] else NULL
+    cdef const floating* pw = &pos_weight[0] if pos_weight.shape[0] else NULL
     cdef const floating* go = &grad_output[0, 0, 0] if n_items(grad_output.shape, 3) else NULL
     cdef floating* lo = &loss_out[0, 0, 0] if n_items(loss_out.shape, 3) else NULL
     cdef floating* gr = &grad_out[0, 0, 0] if n_items(grad_out.shape, 3) else NULL
@@ -72,7 +81,7 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
     cdef double* part = &partials[0]
     cdef floating* buf = NULL     # NULL-initialised: Cython makes it firstprivate
     cdef char failed = 0
-    cdef bint stream = n * sizeof(floating) >= STREAM_BYTES
+    cdef bint stream = stream_result(n * sizeof(floating))
     with nogil, parallel(use_threads_if=n_blocks > 1):
         buf = <floating*>thread_scratch(6 * CHUNK * sizeof(floating), &failed)
         if buf != NULL:
@@ -81,17 +90,17 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
         for b in prange(n_blocks, schedule="static"):
             if buf != NULL:
                 f0 = b * BLOCK_ELEMS
-                part[b] = _block(xp, yp, w, pw, gscale, go, lo, gr, K, inner,
-                                 f0, min(n, f0 + BLOCK_ELEMS), logits, stream, buf)
+                part[b] = _block(loss, xp, yp, w, pw, gscale, go, lo, gr, K, inner,
+                                 f0, min(n, f0 + BLOCK_ELEMS), stream, buf)
         free(buf)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
 
 
-cdef double _block(const floating* x, const floating* y, const floating* w,
-                   const floating* pw, double gscale, const floating* go, floating* lo,
-                   floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
-                   Py_ssize_t f1, bint logits, bint stream, floating* buf) noexcept nogil:
+cdef double _block(ElementwiseLoss loss, const floating* x, const floating* y,
+                   const floating* w, const floating* pw, double gscale, const floating* go,
+                   floating* lo, floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
+                   Py_ssize_t f1, bint stream, floating* buf) noexcept nogil:
     """Sum of the losses of flat elements [f0, f1).
 
     buf holds CHUNK-long arrays: losses, exp(-|x|), ones, weights, pos_weights,
@@ -117,14 +126,9 @@ cdef double _block(const floating* x, const floating* y, const floating* w,
             _lay_out(w, k, inner == 1, n, wk)
             _lay_out(pw, k, inner == 1, n, pwk)
             gk = buf + 5 * CHUNK if stream and gr != NULL else advance(gr, f)
-            if logits:
-                _logits_chunk(x + f, y + f, wk, pwk, pw != NULL, gscale,
-                              go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
-                              gk, n, buf, buf + CHUNK)
-            else:
-                _probs_chunk(x + f, y + f, wk, gscale,
-                             go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
-                             gk, n, buf)
+            _chunk(loss, x + f, y + f, wk, pwk, pw != NULL, <floating>gscale,
+                   go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
+                   gk, n, buf, buf + CHUNK)
             total += lane_sum(buf, n)
             if lo != NULL:
                 stream_into(lo + f, buf, n, stream)
@@ -151,64 +155,39 @@ cdef inline void _lay_out(const floating* v, Py_ssize_t k, bint per_element, Py_
             out[j] = v[k]
 
 
-cdef void _probs_chunk(const floating* p, const floating* y, const floating* wk, double gscale,
-                       const floating* go, floating* gr, Py_ssize_t n,
-                       floating* loss) noexcept nogil:
-    """torch's formula: log1p(-p) for log(1 - p), each log clamped at -100 keeping NaN."""
-    cdef Py_ssize_t j
-    # Typed constants: Cython writes a bare 1 as the double 1.0, which would
-    # lift float math to double and stop the loop vectorising.
-    cdef floating one = 1, floor = -100, g = <floating>gscale, lp, l1p, d
-    # torch's EPSILON is a float even for double input.
-    cdef floating eps = <floating>(<float>1e-12)
-    for j in range(n):
-        lp = flog(p[j])
-        lp = floor if lp < floor else lp
-        l1p = flog1p(-p[j])
-        l1p = floor if l1p < floor else l1p
-        loss[j] = ((y[j] - one) * l1p - y[j] * lp) * wk[j]
-    if gr == NULL:
-        return
-    for j in range(n):
-        d = (one - p[j]) * p[j]
-        d = eps if d < eps else d
-        gr[j] = (g * go[j]) * (p[j] - y[j]) / d * wk[j]
+cdef void _chunk(ElementwiseLoss loss, const floating* x, const floating* y,
+                 const floating* wk, const floating* pwk, bint weighted, floating g,
+                 const floating* go, floating* gr, Py_ssize_t n, floating* out,
+                 floating* z) noexcept nogil:
+    """out[:n] = the losses of n elements, gr[:n] (unless NULL) = their gradient.
 
-
-cdef void _logits_chunk(const floating* x, const floating* y, const floating* wk,
-                        const floating* pwk,
-                        bint has_pw, double gscale, const floating* go, floating* gr,
-                        Py_ssize_t n, floating* loss, floating* z) noexcept nogil:
-    """Stable forms: log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), sigmoid from the same exp.
-
-    Arithmetic in x's dtype, grad_output's scale included; has_pw is tested outside
-    the loops (inside, gcc would compute both forms under masks).
+    z is scratch for exp(-|x|).  The registry entry and `weighted` (pos_weight
+    given) are tested here, outside the loops: each _loops call below passes
+    them as constants, so once inlined its loops hold one formula (inside,
+    gcc would compute every form under masks).
     """
     cdef Py_ssize_t j
-    cdef floating one = 1, zero = 0, g = <floating>gscale, xj, ls, sig, t
-    # The exp loop on its own: values live across a libmvec call (float64) would be spilled.
-    for j in range(n):
-        xj = x[j]
-        z[j] = fexp_neg(xj if xj < zero else -xj)
-    if has_pw:
+    if takes_logits(loss):
+        # The exp loop on its own: values live across a libmvec call (float64) would be spilled.
         for j in range(n):
-            xj = x[j]
-            ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
-            loss[j] = ((one - y[j]) * xj - ((pwk[j] - one) * y[j] + one) * ls) * wk[j]
+            z[j] = logit_exp(x[j])
+    if loss == BCE:
+        _loops(BCE, False, x, y, z, wk, pwk, g, go, gr, n, out)
+    elif weighted:
+        _loops(BCE_WITH_LOGITS, True, x, y, z, wk, pwk, g, go, gr, n, out)
     else:
-        for j in range(n):
-            xj = x[j]
-            ls = (xj if xj < zero else zero) - flog1p_unit(z[j])
-            loss[j] = ((one - y[j]) * xj - ls) * wk[j]
+        _loops(BCE_WITH_LOGITS, False, x, y, z, wk, pwk, g, go, gr, n, out)
+
+
+cdef inline void _loops(ElementwiseLoss loss, bint weighted, const floating* x,
+                        const floating* y, const floating* z, const floating* wk,
+                        const floating* pwk, floating g, const floating* go, floating* gr,
+                        Py_ssize_t n, floating* out) noexcept nogil:
+    """The loss loop and the gradient loop of one registry entry; arithmetic in x's dtype."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] = elementwise_loss(loss, x[j], y[j], z[j], pwk[j], weighted) * wk[j]
     if gr == NULL:
         return
-    # One division with a selected numerator: a division per branch would not vectorise.
-    if has_pw:
-        for j in range(n):
-            sig = (one if x[j] >= zero else z[j]) / (one + z[j])
-            t = pwk[j] * y[j]
-            gr[j] = ((t + one - y[j]) * sig - t) * (g * go[j]) * wk[j]
-    else:
-        for j in range(n):
-            sig = (one if x[j] >= zero else z[j]) / (one + z[j])
-            gr[j] = (sig - y[j]) * (g * go[j]) * wk[j]
+    for j in range(n):
+        gr[j] = elementwise_grad(loss, x[j], y[j], z[j], pwk[j], weighted, g * go[j]) * wk[j]
