@@ -1,7 +1,10 @@
 """``python -m fastloss.bench``: fastloss beside torch on the workloads we promise speed for.
 
 Prints one table of times and speed-ups over torch eager (forward + backward of the same loss
-on the same float32 arrays, from one run), and writes a PNG bar chart of the speed-ups.
+on the same float32 arrays, from one run), and beside them each fastloss time over the memory
+limit of its workload (``limit``: one read of the inputs and one streamed write of a result of
+the input's size, timed in the same run; a ``!`` marks a ratio above its target), and writes a
+PNG bar chart of the speed-ups.
 Needs the ``bench`` extras (torch, matplotlib).
 """
 import argparse
@@ -13,18 +16,19 @@ import numpy as np
 
 import fastloss as fl
 
-# (label, function, shape, required speed-up over torch eager, fastloss keywords)
+# (label, function, shape, required speed-up over torch eager, the most a fastloss time may be
+# over the memory limit (None: no target), fastloss keywords)
 WORKLOADS = [
-    ("cross_entropy", "cross_entropy", (8192, 1000), 5, {}),
-    ("cross_entropy", "cross_entropy", (16, 21, 256, 256), 10, {}),
-    ("cross_entropy", "cross_entropy", (2048, 32000), 4, {}),
-    ("cross_entropy, grad in place", "cross_entropy", (2048, 32000), 8, {"in_place": True}),
-    ("log_softmax forward", "log_softmax", (8192, 1000), 2, {}),
-    ("log_softmax forward", "log_softmax", (16, 21, 256, 256), 2, {}),
-    ("log_softmax forward", "log_softmax", (2048, 32000), 2, {}),
-    ("bce_with_logits", "binary_cross_entropy_with_logits", (16, 1, 512, 512), 3, {}),
-    ("bce_with_logits", "binary_cross_entropy_with_logits", (64, 80), 3, {}),
-    ("cross_entropy, whole call", "cross_entropy", (32, 10), 1, {}),
+    ("cross_entropy", "cross_entropy", (8192, 1000), 5, 1.3, {}),
+    ("cross_entropy", "cross_entropy", (16, 21, 256, 256), 10, 2.5, {}),
+    ("cross_entropy", "cross_entropy", (2048, 32000), 4, 1.8, {}),
+    ("cross_entropy, grad in place", "cross_entropy", (2048, 32000), 8, 1.5, {"in_place": True}),
+    ("log_softmax forward", "log_softmax", (8192, 1000), 2, None, {}),
+    ("log_softmax forward", "log_softmax", (16, 21, 256, 256), 2, None, {}),
+    ("log_softmax forward", "log_softmax", (2048, 32000), 2, None, {}),
+    ("bce_with_logits", "binary_cross_entropy_with_logits", (16, 1, 512, 512), 3, 1.5, {}),
+    ("bce_with_logits", "binary_cross_entropy_with_logits", (64, 80), 3, None, {}),
+    ("cross_entropy, whole call", "cross_entropy", (32, 10), 1, None, {}),
 ]
 
 
@@ -72,6 +76,30 @@ def torch_call(name, x, target, compiled=False):
     return run
 
 
+def limit_call(x, target, in_place=False):
+    """The memory limit of a workload: one read of its inputs and one streamed write of a
+    result of the input's size, on the same threads (``fastloss._cython.bandwidth``)."""
+    from fastloss._cython.bandwidth import limit_pass
+
+    a = x.reshape(-1)
+    out = a if in_place else np.empty_like(a)
+    none = np.empty(0, np.float32)
+    if target is None:
+        b, extra = none, np.empty(0, np.int8)
+    elif target.dtype == np.float32:
+        b, extra = target.reshape(-1), np.empty(0, np.int8)
+    else:  # class targets: not of the result's size, read as bytes
+        b, extra = none, target.reshape(-1).view(np.int8)
+    return lambda: limit_pass(a, b, out, extra)
+
+
+def use_fastloss_threads():
+    """Give the limit pass (an OpenMP loop of the calling thread) fastloss's thread count."""
+    from fastloss._cython.threads import set_num_threads
+
+    set_num_threads(fl.get_num_threads())
+
+
 def best_times(calls, repeat):
     """Best time of each call, the calls taking turns so that drift in machine load hits all alike.
 
@@ -117,13 +145,16 @@ def measure(repeat, compiled):
         fl.set_backend(chosen)
 
 
-def _measure_workload(repeat, compiled, label, name, shape, required, options):
+def _measure_workload(repeat, compiled, label, name, shape, required, limit_ratio, options):
     x, target = make_arrays(name, shape, np.random.default_rng(0))
     calls = {"torch": (_nothing, torch_call(name, x, target))}
     for backend_name in ("numba", "cython"):
         calls[backend_name] = (_use_backend(backend_name), fastloss_call(name, x, target, **options))
+    if limit_ratio is not None or x.size >= 100_000:
+        calls["limit"] = (use_fastloss_threads, limit_call(x.copy(), target, **options))
     rounds = repeat * 20 if x.size < 100_000 else repeat
-    row = {"label": label, "shape": shape, "required": required, **best_times(calls, rounds)}
+    row = {"label": label, "shape": shape, "required": required, "limit_ratio": limit_ratio,
+           **best_times(calls, rounds)}
     if compiled and name == "cross_entropy" and not options:
         # Timed on its own: inductor's OpenMP threads keep spinning after a call and
         # would slow whichever call follows them.
@@ -135,7 +166,8 @@ def _measure_workload(repeat, compiled, label, name, shape, required, options):
 
 def print_header():
     print(f"{'workload':<30} {'shape':<20} {'torch':>9} {'compile':>9} {'numba':>9} {'cython':>9} "
-          f"{'numba x':>8} {'cython x':>8} {'needed':>7}")
+          f"{'numba x':>8} {'cython x':>8} {'needed':>7} {'limit':>9} {'numba/l':>8} {'cython/l':>8} "
+          f"{'at most':>7}")
 
 
 def _duration(seconds):
@@ -147,9 +179,16 @@ def print_row(row):
     compiled = _duration(row["torch.compile"]) if "torch.compile" in row else f"{'-':>9}"
     speedups = [row["torch"] / row[b] for b in ("numba", "cython")]
     marks = ["" if s >= row["required"] else "!" for s in speedups]
+    limit = ""
+    if "limit" in row:
+        over = [row[b] / row["limit"] for b in ("numba", "cython")]
+        most = row["limit_ratio"]
+        over_marks = ["!" if most is not None and o > most else "" for o in over]
+        limit = (f" {_duration(row['limit'])} {over[0]:7.2f}{over_marks[0]:1} {over[1]:7.2f}{over_marks[1]:1}"
+                 f" {most if most is not None else '-':>6}{'x' if most is not None else ' '}")
     print(f"{row['label']:<30} {str(row['shape']):<20} {_duration(row['torch'])} {compiled} "
           f"{_duration(row['numba'])} {_duration(row['cython'])} "
-          f"{speedups[0]:7.1f}{marks[0]:1} {speedups[1]:7.1f}{marks[1]:1} {row['required']:6}x")
+          f"{speedups[0]:7.1f}{marks[0]:1} {speedups[1]:7.1f}{marks[1]:1} {row['required']:6}x{limit}")
 
 
 def plot(rows, path):

@@ -4,8 +4,8 @@ import numpy as np
 import fastloss as fl
 from fastloss import _numpy_reference as numpy_reference
 
-from .common import (FASTLOSS, THREADS, F, binary_targets, class_targets, fastloss_backend, logits,
-                     require_torch, torch, warm_up)
+from .common import (FASTLOSS, MEMORY_LIMIT, THREADS, F, binary_targets, class_targets,
+                     fastloss_backend, logits, memory_limit, require_torch, torch, warm_up)
 
 
 class _LossGradient:
@@ -29,6 +29,9 @@ class _LossGradient:
         elif implementation == "numpy":
             reference = getattr(numpy_reference, self.function)
             self.run = warm_up(lambda: reference(self.x, self.target))
+        elif implementation == MEMORY_LIMIT:
+            fl.set_num_threads(THREADS)
+            self.run = warm_up(memory_limit(self.x, self.target))
         else:
             require_torch()
             loss = getattr(F, self.function)
@@ -52,7 +55,7 @@ class _LossGradient:
 class CrossEntropy(_LossGradient):
     function = "cross_entropy"
     params = ([(32, 10), (8192, 1000), (16, 21, 256, 256), (2048, 32000)],
-              FASTLOSS + ["torch", "torch.compile", "numpy"])
+              FASTLOSS + ["torch", "torch.compile", "numpy", MEMORY_LIMIT])
     param_names = ["shape", "implementation"]
 
 
@@ -84,7 +87,7 @@ class NLLLoss(_LossGradient):
 
 class BinaryCrossEntropyWithLogits(_LossGradient):
     function = "binary_cross_entropy_with_logits"
-    params = ([(64, 80), (16, 1, 512, 512)], FASTLOSS + ["torch", "numpy"])
+    params = ([(64, 80), (16, 1, 512, 512)], FASTLOSS + ["torch", "numpy", MEMORY_LIMIT])
     param_names = ["shape", "implementation"]
     make_target = staticmethod(binary_targets)
 
