@@ -1,6 +1,7 @@
 """Backend selection and the kernel interface both backends implement.
 
-The front layer (``_functional.py``) hands every kernel canonical views and
+The front layer (``_class_losses.py``, ``_elementwise_losses.py``,
+``_normalisers.py``) hands every kernel canonical views and
 never anything else, so a kernel only has to be fast and correct on them.
 
 Canonical views
@@ -41,11 +42,14 @@ Kernels (same names and arguments in ``fastloss._numba`` and ``fastloss._cython`
     ``grad_output`` is absent).  An ignored position gets torch's gradient
     there: zero from ``nll_loss``; ``0 * softmax`` from ``cross_entropy_class``,
     i.e. zero, or NaN where the position's softmax is NaN.
-``binary_cross_entropy(p, y, weight, grad_scale, grad_output, loss_out, grad_out) -> float``
-``binary_cross_entropy_with_logits(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out) -> float``
-    ``p``/``x``, ``y``, ``grad_output``, ``loss_out`` and ``grad_out`` are
-    ``(outer, K, inner)`` arrays; ``weight`` and ``pos_weight`` are ``(K,)``
-    vectors broadcast along the middle axis.
+Elementwise kernels, one per elementwise loss of ``fastloss._registry.LOSSES``:
+``name(x, y, weight, *arguments, grad_scale, grad_output, loss_out, grad_out) -> float``
+    ``arguments`` are those its registry ``KernelCall`` names, e.g.
+    ``binary_cross_entropy(p, y, weight, ...)`` and
+    ``binary_cross_entropy_with_logits(x, y, weight, pos_weight, ...)``.
+    ``x``, ``y``, ``grad_output``, ``loss_out`` and ``grad_out`` are
+    ``(outer, K, inner)`` arrays; ``weight`` and per-element factors such as
+    ``pos_weight`` are ``(K,)`` vectors broadcast along the middle axis.
 
 Determinism: positions are cut into blocks whose bounds depend on the array
 shape only; each block's partial sum is accumulated in float64 in position

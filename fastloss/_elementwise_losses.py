@@ -11,6 +11,8 @@ from ._layout import ClassLayout, Output, absent, private_copy
 from ._reduction import gradient_scale, reduced
 from ._registry import LOSSES, run_kernel
 
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
 
 def _varying_axes(factor, shape):
     """Axes of ``shape`` along which ``factor`` (broadcast to ``shape``) changes."""

@@ -36,22 +36,16 @@ def _best_build():
     return "fastloss._cython"
 
 
+def _kernels(module):
+    """The kernels a family module defines: its public functions (its ``def`` entry points)."""
+    return {name: getattr(module, name) for name in dir(module)
+            if not name.startswith("_") and callable(getattr(module, name))}
+
+
 BUILD = _best_build()
-_normalisers, _nll, _cross_entropy, _elementwise = (
-    importlib.import_module(f"{BUILD}.{family}") for family in KERNEL_FAMILIES)
+KERNELS = {}
+for _family in KERNEL_FAMILIES:
+    KERNELS.update(_kernels(importlib.import_module(f"{BUILD}.{_family}")))
+globals().update(KERNELS)
 
-softmax = _normalisers.softmax
-log_softmax = _normalisers.log_softmax
-softmax_backward = _normalisers.softmax_backward
-log_softmax_backward = _normalisers.log_softmax_backward
-nll_loss = _nll.nll_loss
-cross_entropy_class = _cross_entropy.cross_entropy_class
-cross_entropy_prob = _cross_entropy.cross_entropy_prob
-binary_cross_entropy = _elementwise.binary_cross_entropy
-binary_cross_entropy_with_logits = _elementwise.binary_cross_entropy_with_logits
-
-__all__ = [
-    "softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "nll_loss",
-    "cross_entropy_class", "cross_entropy_prob", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "set_num_threads", "get_num_threads", "BUILD",
-]
+__all__ = [*KERNELS, "set_num_threads", "get_num_threads", "BUILD"]

@@ -64,7 +64,8 @@ if portable_forced():
     _compile_for_generic_cpu()
 
 from .cross_entropy import cross_entropy_class, cross_entropy_prob  # noqa: E402
-from .elementwise import binary_cross_entropy, binary_cross_entropy_with_logits  # noqa: E402
+from . import elementwise  # noqa: E402
+from .elementwise import *  # noqa: E402,F401,F403 (one kernel per elementwise loss)
 from .nll import nll_loss  # noqa: E402
 from .normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
@@ -77,8 +78,7 @@ __all__ = [
     "nll_loss",
     "cross_entropy_class",
     "cross_entropy_prob",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
+    *elementwise.__all__,
     "set_num_threads",
     "get_num_threads",
 ]

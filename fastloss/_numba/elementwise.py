@@ -263,6 +263,11 @@ _BINARY_CROSS_ENTROPY = ELEMENTWISE["binary_cross_entropy"]
 _BINARY_CROSS_ENTROPY_WITH_LOGITS = ELEMENTWISE["binary_cross_entropy_with_logits"]
 
 
+# The kernels of the elementwise losses, one per entry of ``ELEMENTWISE``: the
+# package exports this list.
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
 @njit(cache=True, error_model="numpy")
 def binary_cross_entropy(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
     """Sum of the elementwise BCE of probabilities ``p``; see the module docstring."""
