@@ -43,10 +43,9 @@ class KernelCall:
 
 def run_kernel(backend, call, x, target, weight, values, grad_scale, grad_output, loss_out, grad_out):
     """``backend``'s kernel ``call`` on canonical views; ``values`` maps argument names to values."""
-    kernel = getattr(backend, call.name)
-    return kernel(x, target, weight, *(values[name] for name in call.arguments), grad_scale,
-                  grad_output, loss_out, grad_out)
-
+    arguments = [values[name] for name in call.arguments]
+    return getattr(backend, call.name)(x, target, weight, *arguments, grad_scale, grad_output,
+                                       loss_out, grad_out)
 
 LOSSES = {
     spec.name: spec for spec in (
