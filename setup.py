@@ -24,7 +24,11 @@ from setuptools import Extension, setup
 
 CYTHON_DIR = Path("fastloss", "_cython")
 KERNEL_FAMILIES = runpy.run_path(str(CYTHON_DIR / "_families.py"))["KERNEL_FAMILIES"]
-BASE_ARGS = ["-O3", "-fopenmp", "-fno-math-errno"]
+# -fno-math-errno and -fno-trapping-math leave every result (NaN and inf
+# included) as IEEE gives it; they drop errno and the floating-point exception
+# flags, which nothing reads.  Without the latter gcc may not compute both arms
+# of a select (an arm "could trap"), which keeps such loops scalar.
+BASE_ARGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 NATIVE = os.environ.get("FASTLOSS_NATIVE") == "1"
 LEVELS = {} if NATIVE or platform.machine() not in ("x86_64", "AMD64") else {
     "x86_64_v3": ["-march=x86-64-v3"],

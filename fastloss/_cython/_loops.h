@@ -59,7 +59,7 @@ static inline double fl_exp_sum_next_max_f32(const float* x, float m, ptrdiff_t 
     for (ptrdiff_t g = 0; g < n; g += FL_ROW_EXP_GROUP) {
         ptrdiff_t end = n - g < FL_ROW_EXP_GROUP ? n : g + FL_ROW_EXP_GROUP;
         total += normal ? fl_exp_sum_range_normal(x, m, g, end, next, &mx, &mn, &sx)
-                        : fl_exp_sum_range(x, m, NULL, g, end, fl_expf_neg, next, &mx, &mn, &sx);
+                        : fl_exp_sum_range(x, m, NULL, 0, g, end, fl_expf_neg, next, &mx, &mn, &sx);
     }
     *next_max = mx;
     *next_normal = fl_normal_exps(mx, mn, sx);

@@ -348,7 +348,7 @@ static inline float fl_exp_sum_range_normal(const float* x, float m, ptrdiff_t g
 #if defined(__AVX512F__)
     return fl_exp_track16(x, m, NULL, g, end, next, max, min, sum, NULL);
 #else
-    return fl_exp_sum_range(x, m, NULL, g, end, fl_expf_normal, next, max, min, sum);
+    return fl_exp_sum_range(x, m, NULL, 0, g, end, fl_expf_normal, next, max, min, sum);
 #endif
 }
 
@@ -360,9 +360,35 @@ static inline float fl_exp_store_sum_range(const float* x, float c, float* e, pt
     return fl_exp_track16(x, c, e, g, end, x, max, min, sum, pending);
 #else
     (void)pending;
-    return fl_exp_sum_range(x, c, e, g, end, fl_expf_normal, x, max, min, sum);
+    return fl_exp_sum_range(x, c, e, 1, g, end, fl_expf_normal, x, max, min, sum);
 #endif
 }
+
+#if !defined(__AVX512F__)
+/* The portable fl_tile_exp_first_rows of one class row xr: er[k] = exp(xr[k] -
+ * x0[k]) if `store` (a constant at each call, as fl_exp_sum_range's), added
+ * to f[k] (or setting it), the differences' range and sum tracked. */
+static inline void fl_tile_exp_row(const float* xr, const float* x0, float* er, int store,
+                                   float* f, int set, ptrdiff_t T, float* dmax, float* dmin,
+                                   float* dsum)
+{
+    float hi = *dmax, lo = *dmin, sd = 0;
+#pragma omp simd reduction(max:hi) reduction(min:lo) reduction(+:sd)
+    for (ptrdiff_t k = 0; k < T; k++) {
+        float d = xr[k] - x0[k];
+        float v = fl_expf_normal(d);
+        if (store) er[k] = v;
+        f[k] = set ? v : f[k] + v;
+        hi = d > hi ? d : hi;
+        lo = d < lo ? d : lo;
+        sd += d;
+    }
+    *dmax = hi;
+    *dmin = lo;
+    *dsum += sd;
+}
+
+#endif
 
 /* ---- exp over a few class rows of a tile -------------------------------
  * fl_tile_exp_first_f32's work (_loops.h) on `rows` (1 to FL_TILE_ROWS) class
@@ -396,25 +422,14 @@ static inline void fl_tile_exp_first_rows(const float* x, ptrdiff_t stride, int 
     *dmin = _mm512_reduce_min_ps(lo);
     *dsum += _mm512_reduce_add_ps(sd);
 #else
-    float hi = *dmax, lo = *dmin, sd = 0;
     for (int r = 0; r < rows; r++) {
-        const float* xr = x + r * stride;
-        float* er = e != NULL ? e + r * T : NULL;
-        int set = first && r == 0;
-#pragma omp simd reduction(max:hi) reduction(min:lo) reduction(+:sd)
-        for (ptrdiff_t k = 0; k < T; k++) {
-            float d = xr[k] - x0[k];
-            float v = fl_expf_normal(d);
-            if (er != NULL) er[k] = v;
-            f[k] = set ? v : f[k] + v;
-            hi = d > hi ? d : hi;
-            lo = d < lo ? d : lo;
-            sd += d;
-        }
+        if (e != NULL)
+            fl_tile_exp_row(x + r * stride, x0, e + r * T, 1, f, first && r == 0, T, dmax,
+                            dmin, dsum);
+        else
+            fl_tile_exp_row(x + r * stride, x0, NULL, 0, f, first && r == 0, T, dmax, dmin,
+                            dsum);
     }
-    *dmax = hi;
-    *dmin = lo;
-    *dsum += sd;
 #endif
 }
 

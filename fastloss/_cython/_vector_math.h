@@ -55,22 +55,34 @@ double log1p(double);
  * exp rounds to 0. */
 #define FL_EXP_MAGIC 12582912.0f
 
+/* a * b + c rounded once where the build has a fused multiply-add
+ * instruction (C99's FP_FAST_FMAF says fmaf is fast), which the polynomials
+ * are written for; elsewhere (baseline x86-64, the portable build) a multiply
+ * and an add: a software fmaf is exact but many times slower and keeps the
+ * loop scalar, and the separate rounding costs at most about an ulp, as in
+ * Cephes' own unfused code. */
+#ifdef FP_FAST_FMAF
+#define FL_MULADD(a, b, c) fmaf(a, b, c)
+#else
+#define FL_MULADD(a, b, c) ((a) * (b) + (c))
+#endif
+
 static inline float fl_exp_reduce(float x, float* k)
 {
     float n;
-    *k = fmaf(x, 1.44269504088896341f, FL_EXP_MAGIC);
+    *k = FL_MULADD(x, 1.44269504088896341f, FL_EXP_MAGIC);
     n = *k - FL_EXP_MAGIC;
-    return fmaf(n, 2.12194440e-4f, fmaf(n, -0.693359375f, x));
+    return FL_MULADD(n, 2.12194440e-4f, FL_MULADD(n, -0.693359375f, x));
 }
 
 /* exp(r) times `scale`, a power of two (so the scaling is exact). */
 static inline float fl_exp_poly(float r, float scale)
 {
-    float p = fmaf(1.3879673788e-3f * scale, r, 8.3687296137e-3f * scale);
-    p = fmaf(p, r, 4.1667226702e-2f * scale);
-    p = fmaf(p, r, 1.6666521132e-1f * scale);
-    p = fmaf(p, r, 4.9999997020e-1f * scale);
-    return fmaf(r, fmaf(r, p, scale), scale);
+    float p = FL_MULADD(1.3879673788e-3f * scale, r, 8.3687296137e-3f * scale);
+    p = FL_MULADD(p, r, 4.1667226702e-2f * scale);
+    p = FL_MULADD(p, r, 1.6666521132e-1f * scale);
+    p = FL_MULADD(p, r, 4.9999997020e-1f * scale);
+    return FL_MULADD(r, FL_MULADD(r, p, scale), scale);
 }
 
 /* n + offset (n read from k as above) moved into a float's exponent field. */
@@ -151,9 +163,12 @@ static inline float fl_exp_store_sum(const float* x, float m, float* e, ptrdiff_
     return s;
 }
 
-/* sum(exp(x[g:end] - m)), the exps also stored in e unless it is NULL, and the
- * running max, min and sum of track[g:end] (the next row, or x itself). */
-static inline float fl_exp_sum_range(const float* x, float m, float* e, ptrdiff_t g,
+/* sum(exp(x[g:end] - m)), the exps also stored in e if `store`, and the
+ * running max, min and sum of track[g:end] (the next row, or x itself).
+ * `store` is a constant at each call site, so the store is compiled in or
+ * out: under a run-time test gcc would make it a masked vector store, which
+ * some CPUs (AMD's) run far slower than a plain one. */
+static inline float fl_exp_sum_range(const float* x, float m, float* e, int store, ptrdiff_t g,
                                      ptrdiff_t end, fl_exp_fn exp_fn, const float* track,
                                      float* max, float* min, float* sum)
 {
@@ -161,7 +176,7 @@ static inline float fl_exp_sum_range(const float* x, float m, float* e, ptrdiff_
 #pragma omp simd reduction(+:s, sx) reduction(max:mx) reduction(min:mn)
     for (ptrdiff_t j = g; j < end; j++) {
         float v = exp_fn(x[j] - m);
-        if (e != NULL) e[j] = v;
+        if (store) e[j] = v;
         s += v;
         mx = track[j] > mx ? track[j] : mx;
         mn = track[j] < mn ? track[j] : mn;

@@ -21,8 +21,9 @@ vlog1p_unit(z)
     The same for ``0 <= z <= 1`` (or NaN) only, with less work in float32 (no
     rounding correction, no special cases): BCE with logits needs
     ``log1p(exp(-|x|))``.
-maximum(a, b), fma(a, b, c)
-    LLVM's NaN-propagating ``maximum`` and fused multiply-add, for either dtype.
+maximum(a, b), muladd(a, b, c)
+    LLVM's NaN-propagating ``maximum``, and a multiply-add fused where the
+    target has FMA, for either dtype.
 vexp_normal(x)
     ``vexp_neg`` for float32 ``x`` whose exp is a normal number, cheaper (no
     clamp, no scaling multiply), with the same result.
@@ -62,13 +63,25 @@ def maximum(typingctx, a, b):
 
 
 @intrinsic
-def fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once (LLVM never contracts without fastmath)."""
+def muladd(typingctx, a, b, c):
+    """``a * b + c``: rounded once where the target has a fused multiply-add
+    instruction, else a multiply and an add (LLVM ``fmuladd``).
+
+    Fused is what the exp and log polynomials are written for.  A CPU without
+    FMA (baseline x86-64, the portable build) would otherwise call libm's
+    software ``fma``, which is exact but many times slower and keeps the loop
+    scalar; there the separate rounding costs at most an ulp or so, as in
+    Cephes' own unfused code.  LLVM never contracts plain ``a * b + c``
+    without fastmath, so the choice is made here, once.
+    """
     if a not in _LAYOUT or b != a or c != a:
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.fma(*args)
+        fty = args[0].type
+        name = "llvm.fmuladd.f32" if fty == ir.FloatType() else "llvm.fmuladd.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [fty] * 3), name)
+        return builder.call(fn, args)
 
     return a(a, b, c), codegen
 
@@ -191,7 +204,7 @@ def _consts(dtype, *values):
     return tuple(dtype(v) for v in values)
 
 
-# Cephes expf / exp, evaluated with fma: n = round(x / ln2) by the
+# Cephes expf / exp, evaluated with muladd: n = round(x / ln2) by the
 # magic-number trick (no float-to-int conversion, undefined for NaN), then
 # r = x - n ln2 with ln2 in two parts.  Below lo the result rounds to 0,
 # above hi it overflows.  float32: exp(r) = 1 + r + r^2 P(r) with P of degree
@@ -218,11 +231,11 @@ def _exp_impl(x, ldexp, clamp_hi):
             x = lo if x < lo else x
             if clamp_hi:
                 x = hi if x > hi else x
-            k = fma(x, log2e, magic)
+            k = muladd(x, log2e, magic)
             n = k - magic
-            r = fma(n, c2, fma(n, c1, x))
-            p = fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4)
-            return ldexp(fma(p, r * r, r) + one, k)
+            r = muladd(n, c2, muladd(n, c1, x))
+            p = muladd(muladd(muladd(muladd(p0, r, p1), r, p2), r, p3), r, p4)
+            return ldexp(muladd(p, r * r, r) + one, k)
 
         return exp32
     if x == types.float64:
@@ -232,12 +245,12 @@ def _exp_impl(x, ldexp, clamp_hi):
             x = lo if x < lo else x
             if clamp_hi:
                 x = hi if x > hi else x
-            k = fma(x, log2e, magic)
+            k = muladd(x, log2e, magic)
             n = k - magic
-            r = fma(n, c2, fma(n, c1, x))
+            r = muladd(n, c2, muladd(n, c1, x))
             rr = r * r
-            px = r * fma(fma(p0, rr, p1), rr, p2)
-            q = fma(fma(fma(q0, rr, q1), rr, q2), rr, q3)
+            px = r * muladd(muladd(p0, rr, p1), rr, p2)
+            q = muladd(muladd(muladd(q0, rr, q1), rr, q2), rr, q3)
             return ldexp(one + (px + px) / (q - px), k)
 
         return exp64
@@ -305,11 +318,11 @@ def _vexp_neg(x):
             # the scaled coefficients, so that one multiply by 2**(n + offset)
             # gives the result, a subnormal one rounded once.
             x = lo if x < lo else x
-            k = fma(x, log2e, magic)
+            k = muladd(x, log2e, magic)
             n = k - magic
-            r = fma(n, c2, fma(n, c1, x))
-            p = fma(fma(fma(fma(q0, r, q1), r, q2), r, q3), r, q4)
-            return fma(r, fma(r, p, cc), cc) * _pow2_neg(k)
+            r = muladd(n, c2, muladd(n, c1, x))
+            p = muladd(muladd(muladd(muladd(q0, r, q1), r, q2), r, q3), r, q4)
+            return muladd(r, muladd(r, p, cc), cc) * _pow2_neg(k)
 
         return exp32neg
     return _exp_impl(x, _ldexp_neg, False)
@@ -330,17 +343,17 @@ def _vexp_normal(x):
         def exp32normal(x):
             # vexp_neg's steps unscaled, n added to the exponent bits: no clamp
             # and no multiply, and the same result for a normal exp.
-            k = fma(x, log2e, magic)
+            k = muladd(x, log2e, magic)
             n = k - magic
-            r = fma(n, c2, fma(n, c1, x))
-            p = fma(fma(fma(fma(p0, r, p1), r, p2), r, p3), r, p4)
-            return _add_exponent(fma(r, fma(r, p, one), one), k)
+            r = muladd(n, c2, muladd(n, c1, x))
+            p = muladd(muladd(muladd(muladd(p0, r, p1), r, p2), r, p3), r, p4)
+            return _add_exponent(muladd(r, muladd(r, p, one), one), k)
 
         return exp32normal
     return lambda x: vexp_neg(x)
 
 
-# Cephes logf / log (evaluated with fma): x = m 2^e with m in
+# Cephes logf / log (evaluated with muladd): x = m 2^e with m in
 # [sqrt(1/2), sqrt(2)), log(m) by a polynomial in m - 1, e ln2 added in two parts.
 _L32 = _consts(np.float32, 1.17549435e-38, 33554432.0, 25.0, 0.707106781186547524, 1.0, 0.0, 0.5,
                7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
@@ -383,11 +396,11 @@ def _vlog(x):
             e = e - one if low else e
             m = (m + m - one) if low else (m - one)
             z = m * m
-            p = fma(fma(fma(fma(fma(fma(fma(fma(p0, m, p1), m, p2), m, p3), m, p4), m, p5), m, p6), m, p7),
+            p = muladd(muladd(muladd(muladd(muladd(muladd(muladd(muladd(p0, m, p1), m, p2), m, p3), m, p4), m, p5), m, p6), m, p7),
                     m, p8)
-            y = fma(c2, e, p * m * z)
-            y = fma(-half, z, y)
-            return _log_special(x, fma(c1, e, m + y), zero, inf)
+            y = muladd(c2, e, p * m * z)
+            y = muladd(-half, z, y)
+            return _log_special(x, muladd(c1, e, m + y), zero, inf)
 
         return log32
     if x == types.float64:
@@ -402,11 +415,11 @@ def _vlog(x):
             e = e - one if low else e
             m = (m + m - one) if low else (m - one)
             z = m * m
-            p = fma(fma(fma(fma(fma(p0, m, p1), m, p2), m, p3), m, p4), m, p5)
-            q = fma(fma(fma(fma(m + q0, m, q1), m, q2), m, q3), m, q4)
-            y = fma(c2, e, m * (z * p / q))
-            y = fma(-half, z, y)
-            return _log_special(x, fma(c1, e, m + y), zero, inf)
+            p = muladd(muladd(muladd(muladd(muladd(p0, m, p1), m, p2), m, p3), m, p4), m, p5)
+            q = muladd(muladd(muladd(muladd(m + q0, m, q1), m, q2), m, q3), m, q4)
+            y = muladd(c2, e, m * (z * p / q))
+            y = muladd(-half, z, y)
+            return _log_special(x, muladd(c1, e, m + y), zero, inf)
 
         return log64
     return None
@@ -455,13 +468,13 @@ def _vlog1p_unit(z):
         # correction) up to sqrt(2) - 1, above it f = (1 + z) / 2 - 1 and k = 1;
         # either way f is in logf's polynomial range.
         big = z > big_from
-        f = fma(z, half, -half) if big else z
+        f = muladd(z, half, -half) if big else z
         k = one if big else zero
         zz = f * f
-        p = fma(fma(fma(fma(fma(fma(fma(fma(p0, f, p1), f, p2), f, p3), f, p4), f, p5), f, p6), f, p7),
+        p = muladd(muladd(muladd(muladd(muladd(muladd(muladd(muladd(p0, f, p1), f, p2), f, p3), f, p4), f, p5), f, p6), f, p7),
                 f, p8)
-        y = fma(c2, k, p * f * zz)
-        y = fma(-half, zz, y)
-        return fma(c1, k, f + y)
+        y = muladd(c2, k, p * f * zz)
+        y = muladd(-half, zz, y)
+        return muladd(c1, k, f + y)
 
     return log1p_unit32
