@@ -194,6 +194,9 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
 
     The exps are shifted by the row's max, or by its first value where that
     serves as well (exp_shift_first): then one pass over x instead of two.
+    They go straight into gr, and are scaled there, unless gr is x: then into
+    the scratch row e, so x is still whole if the first value does not serve,
+    and the gradient is scaled out of e.
     """
     cdef int normal
     cdef floating m
@@ -202,13 +205,12 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
     cdef double sw = 0, s, logs, loss
     cdef floating A, D
     cdef Py_ssize_t j
-    if gr != NULL:
+    if gr != NULL and <const floating*>gr != x:
         e = gr
-    if eps == 0 and <const floating*>e != x:
+    if eps == 0:
         s = exp_shift_first(x, e, C, &m, NULL)
     else:
-        # The smoothing sum, and x itself when it is overwritten, need the
-        # shift before the exps.
+        # The smoothing sum needs the shift before the exps.
         m = row_max(x, C, &normal)
         if eps != 0:
             sw = shifted_dot(x, m, w, C)
@@ -220,15 +222,15 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
     A = <floating>(class_grad_scale(g, wt, eps, W, C, eps != 0) / s)
     if eps == 0:
         for j in range(C):
-            gr[j] = gr[j] * A
+            gr[j] = e[j] * A
     else:
         D = <floating>class_grad_smoothing(g, eps, C)
         if w == NULL:
             for j in range(C):
-                gr[j] = gr[j] * A - D
+                gr[j] = e[j] * A - D
         else:
             for j in range(C):
-                gr[j] = gr[j] * A - D * w[j]
+                gr[j] = e[j] * A - D * w[j]
     gr[t] = gr[t] - <floating>class_grad_target(g, wt, eps)
     return loss
 
