@@ -65,6 +65,7 @@ import contextlib
 import contextvars
 import importlib
 import os
+import sys
 
 BACKENDS = ("numba", "cython")
 
@@ -87,6 +88,9 @@ def _check_name(name):
 
 
 def _import(name):
+    module = sys.modules.get(f"fastloss._{name}")  # every call asks: skip importlib's locks
+    if module is not None:
+        return module
     try:
         return importlib.import_module(f"fastloss._{name}")
     except ImportError as exc:

@@ -50,17 +50,17 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
     _validate.same_shape(target, x.shape, "target")
     reduction = _validate.reduction(reduction)
     _validate.gradient_request(return_grad, grad_output, gradient_out)
-    factors = {name: _broadcast_factor(value, name, x.shape, compute) for name, value in factors.items()}
+    varying = set()     # axes along which some factor varies
+    for name, value in factors.items():
+        factor = factors[name] = _broadcast_factor(value, name, x.shape, compute)
+        if factor is not None:
+            varying |= _varying_axes(factor, x.shape)
     gradient_out = _validate.out_array(gradient_out, x.shape, result, "gradient_out")
     loss_shape = x.shape if reduction == "none" else ()
     upstream = _validate.grad_output(grad_output, loss_shape, reduction, compute)
     if spec.input == "probabilities":
         _validate.binary_probabilities(x)
 
-    varying = set()
-    for factor in factors.values():
-        if factor is not None:
-            varying |= _varying_axes(factor, x.shape)
     if x.ndim == 0 or len(varying) > 1:
         # Factors that vary along several axes are materialised at full size, and
         # the problem becomes one axis of numel elements.
@@ -89,7 +89,9 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
     layout = ClassLayout.of(x, axis)
     x3 = layout.canonical(x, compute)
     y3 = layout.canonical(target, compute)
-    vectors = {name: _factor_vector(factor, x.shape, axis, compute) for name, factor in factors.items()}
+    vectors = {}
+    for name, factor in factors.items():
+        vectors[name] = _factor_vector(factor, x.shape, axis, compute)
     if reduction == "none":
         grad_scale = 1.0
         upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)

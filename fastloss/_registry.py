@@ -43,9 +43,11 @@ class KernelCall:
 
 def run_kernel(backend, call, x, target, weight, values, grad_scale, grad_output, loss_out, grad_out):
     """``backend``'s kernel ``call`` on canonical views; ``values`` maps argument names to values."""
-    arguments = [values[name] for name in call.arguments]
-    return getattr(backend, call.name)(x, target, weight, *arguments, grad_scale, grad_output,
-                                       loss_out, grad_out)
+    arguments = [x, target, weight]
+    for name in call.arguments:  # a plain loop: the call's fixed cost matters for small inputs
+        arguments.append(values[name])
+    arguments += (grad_scale, grad_output, loss_out, grad_out)
+    return getattr(backend, call.name)(*arguments)
 
 LOSSES = {
     spec.name: spec for spec in (
