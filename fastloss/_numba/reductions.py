@@ -15,7 +15,7 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .vector_math import maximum
+from .vector_math import fmax_reducible, maximum
 from .views import four_class_rows
 
 LANES = 64
@@ -143,8 +143,8 @@ def _row_max_fast32(x):
         for k in range(LANES):
             lanes[k] = fmax(lanes[k], chunk[k])
     tail = x[nb * LANES:]
-    for k in range(tail.shape[0]):
-        lanes[k] = fmax(lanes[k], tail[k])
+    for k in range(tail.shape[0]):  # as in tile_max_fast: no masked store
+        lanes[k] = fmax_reducible(lanes[k], tail[k])
     h = LANES // 2
     while h >= 1:
         for k in range(h):
@@ -177,12 +177,16 @@ def tile_max_fast(x, o, i0, n, m):
     for i in range(n):
         m[i] = x0[i]
     c = 1
+    # fmax_reducible: a plain vector max (what a NaN gives is left to the
+    # hardware, and a NaN reaches the exp-sum anyway).  `fmax`'s select of the
+    # loaded m[i] would become a masked store, slow on some CPUs (AMD's).
     while c + 4 <= C:
         xa, xb, xc, xd = four_class_rows(x, o, c, i0, n)
         for i in range(n):
-            m[i] = fmax(fmax(m[i], fmax(xa[i], xb[i])), fmax(xc[i], xd[i]))
+            m[i] = fmax_reducible(fmax_reducible(m[i], fmax_reducible(xa[i], xb[i])),
+                                  fmax_reducible(xc[i], xd[i]))
         c += 4
     for c in range(c, C):
         xc = x[o, c, i0:i0 + n]
         for i in range(n):
-            m[i] = fmax(m[i], xc[i])
+            m[i] = fmax_reducible(m[i], xc[i])

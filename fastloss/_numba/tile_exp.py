@@ -102,6 +102,48 @@ def _tile_exp_first(x, o, i0, n, e, s, s32, keep):
     return lambda x, o, i0, n, e, s, s32, keep: _tile_exp_first32(x, o, i0, n, e, s, s32, keep)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp_four_first(xa, xb, xc, xd, x0, ea, eb, ec, ed, s32, n, store, hi, lo, sd):
+    """Four class rows of `_tile_exp_first32`: their exps added to ``s32`` (and stored
+    if ``store``, a constant at each call: a store under a run-time test becomes a
+    masked vector store, which some CPUs (AMD's) run far slower); returns the
+    range and sum of the shifted values, carried on from ``hi``, ``lo``, ``sd``."""
+    for i in range(n):
+        da = xa[i] - x0[i]
+        db = xb[i] - x0[i]
+        dc = xc[i] - x0[i]
+        dd = xd[i] - x0[i]
+        va = vexp_normal(da)
+        vb = vexp_normal(db)
+        vc = vexp_normal(dc)
+        vd = vexp_normal(dd)
+        if store:
+            ea[i] = va
+            eb[i] = vb
+            ec[i] = vc
+            ed[i] = vd
+        s32[i] += (va + vb) + (vc + vd)
+        hi = fmax_reducible(hi, fmax_reducible(fmax_reducible(da, db), fmax_reducible(dc, dd)))
+        lo = fmin_reducible(lo, fmin_reducible(fmin_reducible(da, db), fmin_reducible(dc, dd)))
+        sd = add_reassoc(sd, (da + db) + (dc + dd))
+    return hi, lo, sd
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp_one_first(xc, x0, ec, s32, n, store, hi, lo, sd):
+    """`_exp_four_first` for one class row."""
+    for i in range(n):
+        d = xc[i] - x0[i]
+        v = vexp_normal(d)
+        if store:
+            ec[i] = v
+        s32[i] += v
+        hi = fmax_reducible(hi, d)
+        lo = fmin_reducible(lo, d)
+        sd = add_reassoc(sd, d)
+    return hi, lo, sd
+
+
 @njit(cache=True, error_model="numpy")
 def _tile_exp_first32(x, o, i0, n, e, s, s32, keep):
     C = x.shape[1]
@@ -117,37 +159,18 @@ def _tile_exp_first32(x, o, i0, n, e, s, s32, keep):
         while c + 4 <= c1:
             xa, xb, xc, xd = four_class_rows(x, o, c, i0, n)
             ea, eb, ec, ed = four_packed_rows(e, c, n)
-            for i in range(n):
-                da = xa[i] - x0[i]
-                db = xb[i] - x0[i]
-                dc = xc[i] - x0[i]
-                dd = xd[i] - x0[i]
-                va = vexp_normal(da)
-                vb = vexp_normal(db)
-                vc = vexp_normal(dc)
-                vd = vexp_normal(dd)
-                if keep:
-                    ea[i] = va
-                    eb[i] = vb
-                    ec[i] = vc
-                    ed[i] = vd
-                s32[i] += (va + vb) + (vc + vd)
-                hi = fmax_reducible(hi, fmax_reducible(fmax_reducible(da, db), fmax_reducible(dc, dd)))
-                lo = fmin_reducible(lo, fmin_reducible(fmin_reducible(da, db), fmin_reducible(dc, dd)))
-                sd = add_reassoc(sd, (da + db) + (dc + dd))
+            if keep:
+                hi, lo, sd = _exp_four_first(xa, xb, xc, xd, x0, ea, eb, ec, ed, s32, n, True, hi, lo, sd)
+            else:
+                hi, lo, sd = _exp_four_first(xa, xb, xc, xd, x0, ea, eb, ec, ed, s32, n, False, hi, lo, sd)
             c += 4
         for c in range(c, c1):
             xc = x[o, c, i0:i0 + n]
             ec = e[c * n:(c + 1) * n]
-            for i in range(n):
-                d = xc[i] - x0[i]
-                v = vexp_normal(d)
-                if keep:
-                    ec[i] = v
-                s32[i] += v
-                hi = fmax_reducible(hi, d)
-                lo = fmin_reducible(lo, d)
-                sd = add_reassoc(sd, d)
+            if keep:
+                hi, lo, sd = _exp_one_first(xc, x0, ec, s32, n, True, hi, lo, sd)
+            else:
+                hi, lo, sd = _exp_one_first(xc, x0, ec, s32, n, False, hi, lo, sd)
         for i in range(n):
             s[i] += s32[i]
     return sd == sd and hi <= _FIRST_SHIFT_ABOVE32 and lo >= _NORMAL_EXP_MIN32
