@@ -6,7 +6,11 @@ layout layer needs (an ndarray of the compute dtype, a normalised axis, ...).
 import operator
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
+
+try:
+    from numpy.lib.array_utils import normalize_axis_index  # NumPy 2
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import normalize_axis_index
 
 REDUCTIONS = ("mean", "sum", "none")
 
