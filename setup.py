@@ -83,6 +83,8 @@ extensions += [extension(f"fastloss._cython.{level}.{family}", level_source(leve
                for level, args in LEVELS.items() for family in KERNEL_FAMILIES]
 
 setup(
+    # Extensions compile in parallel, one per core (pip install runs build_ext without -j).
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -69,7 +69,8 @@ def softmax(x, axis=-1, *, out=None):
     ValueError
         If ``out`` has the wrong shape or is read-only.
     numpy.exceptions.AxisError
-        If ``axis`` is out of range (an IndexError and ValueError).
+        If ``axis`` is out of range (an IndexError and ValueError; ``numpy.AxisError``
+        before NumPy 1.25).
 
     Examples
     --------
