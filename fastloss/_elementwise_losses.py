@@ -89,9 +89,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
     layout = ClassLayout.of(x, axis)
     x3 = layout.canonical(x, compute)
     y3 = layout.canonical(target, compute)
-    vectors = {}
-    for name, factor in factors.items():
-        vectors[name] = _factor_vector(factor, x.shape, axis, compute)
+    vectors = {name: _factor_vector(factor, x.shape, axis, compute) for name, factor in factors.items()}
     if reduction == "none":
         grad_scale = 1.0
         upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)

@@ -49,6 +49,7 @@ def run_kernel(backend, call, x, target, weight, values, grad_scale, grad_output
     arguments += (grad_scale, grad_output, loss_out, grad_out)
     return getattr(backend, call.name)(*arguments)
 
+
 LOSSES = {
     spec.name: spec for spec in (
         LossSpec("binary_cross_entropy", "elementwise", "probabilities",
