@@ -26,18 +26,52 @@ machine, machine_table_exp
 threads
     Per-thread thread count.
 
+``THREADING_LAYER`` is Numba's threading layer: OpenMP, else TBB, whichever
+this install can load; else the workqueue layer, with kernel calls then
+serialised, as that layer is not threadsafe.
+
 ``FASTLOSS_PORTABLE=1`` makes Numba compile for the generic CPU (see
 `machine`): it must be set before Numba compiles anything in the process.
 """
+import functools
+import importlib
+import threading
+
 import numba
 from numba.core.registry import cpu_target
 
 from .._portable import portable_forced
 
-# Several Python threads may call kernels at once: the default workqueue
-# layer is not threadsafe and aborts the process then, OpenMP is.  Numba
-# fixes the layer at its first parallel launch, so set it before any kernel.
-numba.config.THREADING_LAYER = "omp"
+
+def _threadsafe_layer():
+    """The first of Numba's threadsafe threading layers this install can load, or None.
+
+    Several Python threads may call kernels at once: the workqueue layer is not
+    threadsafe and aborts the process then; OpenMP and TBB are.  Numba's wheels
+    do not ship both on every platform (TBB needs the separate tbb package).
+    """
+    for layer, module in (("omp", "omppool"), ("tbb", "tbbpool")):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{module}")
+        except ImportError:
+            continue
+        return layer
+    return None
+
+
+# Numba fixes the layer at its first parallel launch, so set it before any kernel.
+THREADING_LAYER = _threadsafe_layer() or "workqueue"
+numba.config.THREADING_LAYER = THREADING_LAYER
+_one_caller = threading.Lock()
+
+
+def _serialised(kernel):
+    """``kernel`` called by one Python thread at a time: the workqueue layer's only safe use."""
+    @functools.wraps(kernel)
+    def call(*args):
+        with _one_caller:
+            return kernel(*args)
+    return call
 
 
 def _compile_for_generic_cpu():
@@ -70,15 +104,9 @@ from .nll import nll_loss  # noqa: E402
 from .normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 
-__all__ = [
-    "softmax",
-    "log_softmax",
-    "softmax_backward",
-    "log_softmax_backward",
-    "nll_loss",
-    "cross_entropy_class",
-    "cross_entropy_prob",
-    *elementwise.__all__,
-    "set_num_threads",
-    "get_num_threads",
-]
+KERNELS = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "nll_loss",
+           "cross_entropy_class", "cross_entropy_prob", *elementwise.__all__]
+if THREADING_LAYER == "workqueue":
+    globals().update({name: _serialised(globals()[name]) for name in KERNELS})
+
+__all__ = [*KERNELS, "set_num_threads", "get_num_threads", "THREADING_LAYER"]
