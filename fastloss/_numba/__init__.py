@@ -3,7 +3,9 @@
 Kernels take the canonical views described in ``fastloss._backends`` and are
 deterministic: bitwise the same for any thread count.  Importing compiles
 nothing; a kernel compiles on first use for each dtype (and read-only-ness) of
-its arguments and is cached on disk.
+its arguments and is cached on disk, in a folder of the user's, keyed on every
+source file of the backend (see `cache`); ``python -m fastloss warm-up``
+compiles them all ahead of time.
 
 Modules
 -------
@@ -25,6 +27,8 @@ machine, machine_table_exp
     Every machine-specific piece, behind guards with portable defaults.
 threads
     Per-thread thread count.
+cache
+    The on-disk cache of the kernels and the `njit` that gives it to them.
 
 ``THREADING_LAYER`` is Numba's threading layer: OpenMP, else TBB, whichever
 this install can load; else the workqueue layer, with kernel calls then

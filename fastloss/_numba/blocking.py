@@ -12,9 +12,9 @@ same for any thread count.
 Both aim at ``BLOCK_ELEMS`` elements per block (``TILE_ELEMS`` per tile), so a
 block's data and its scratch stay in L2 between the passes over it.
 """
-from numba import njit
 
 from .._constants import BLOCK_ELEMS, TILE_ELEMS, TILE_MIN
+from .cache import njit
 
 # Blocks are run in up to BLOCK_GROUPS contiguous groups, each with one set of scratch.
 BLOCK_GROUPS = 64

@@ -18,10 +18,11 @@ non-negative terms (``lse - x_j = log(sum) + (max - x_j)``).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._constants import STREAM_BYTES, STREAM_ROW_BYTES
 from .blocking import BLOCK_GROUPS, block_range, row_blocking, sum_partials, tile_blocking
+from .cache import njit
 from .formulas import (class_target_position, ignored_gradient, prob_target_class, prob_target_gradient,
                        prob_target_loss, prob_target_scale, prob_target_weight)
 from .reductions import row_max, row_sum, tile_max, tile_max_fast

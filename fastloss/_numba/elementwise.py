@@ -26,17 +26,15 @@ loss compiles its own driver, and the overloads `_fill_shared`, `_loss_of`
 and `_gradient_of` call that entry's formulas (inlined, so the loops
 vectorise).  A new elementwise loss is its formulas and entry in `formulas`
 and a kernel here that passes the entry to `_elementwise`.
-
-Numba's cache keys a kernel by its own bytecode, not by the formulas it
-inlines: after a formula changes, clear ``fastloss/_numba/__pycache__``.
 """
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.core import datamodel
 from numba.extending import overload, register_model, typeof_impl
 
 from .._constants import STREAM_BYTES
 from .blocking import block_range, row_blocking, sum_partials, tile_blocking
+from .cache import njit
 from .formulas import ELEMENTWISE, ElementwiseLoss
 from .reductions import row_sum
 from .streaming import stream_fence, stream_into

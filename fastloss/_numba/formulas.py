@@ -27,8 +27,8 @@ False: none was given, and the value is 1); a loss without one ignores both.
 The driver multiplies each result by the element's weight.
 """
 import numpy as np
-from numba import njit
 
+from .cache import njit
 from .vector_math import vexp_neg, vlog, vlog1p, vlog1p_unit
 
 _ZERO = np.float32(0.0)

@@ -34,11 +34,12 @@ build, so neither run loads the other's machine code.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
+from .cache import njit
 from .vector_math import add_reassoc, fmax_reducible, fmin_reducible, vexp_normal
 
 TRIPLE, CPU_NAME, CPU_FEATURES = cpu_target.target_context.codegen().magic_tuple()

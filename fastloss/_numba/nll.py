@@ -9,9 +9,10 @@ nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, 
     ``grad_out`` may be ``logp``.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .blocking import block_range, row_blocking, sum_partials, tile_blocking
+from .cache import njit
 
 
 @njit(cache=True, error_model="numpy")

@@ -17,10 +17,11 @@ dtype.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._constants import STREAM_BYTES
 from .blocking import BLOCK_GROUPS, block_range, row_blocking, tile_blocking
+from .cache import njit
 from .reductions import row_max_fast, row_sum, row_weighted_sum, tile_max_fast
 from .row_exp import row_exp_sum, row_exp_sum_next_max, row_max_normal, scale_in_place, scale_into
 from .streaming import copy_into, stream_fence, stream_into, stream_shifted

@@ -11,10 +11,11 @@ elementwise and need no such care.
 """
 import numpy as np
 from llvmlite import ir
-from numba import carray, njit, types
+from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .cache import njit
 from .vector_math import fmax_reducible, maximum
 from .views import four_class_rows
 

@@ -5,10 +5,11 @@ A row is shifted by its max, or by its first value where that serves
 ``ROW_EXP_GROUP`` values and the group sums in float64.
 """
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from .._constants import FIRST_SHIFT_ABOVE, NORMAL_EXP_MIN, ROW_EXP_GROUP
+from .cache import njit
 from .machine import exp_sum_first32
 from .reductions import row_max_fast, row_sum
 from .vector_math import add_reassoc, fmax_reducible, fmin_reducible, vexp_neg, vexp_normal

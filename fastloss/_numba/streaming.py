@@ -20,8 +20,8 @@ back to scalar code (LLVM's runtime overlap check fails).  Wherever an output
 may alias an input, the last pass reads scratch only, or the result is built
 in scratch and copied (`copy_into`).
 """
-from numba import njit
 
+from .cache import njit
 from .machine import store_fence, stream_line, stream_line_at
 
 

@@ -4,10 +4,11 @@ For float32, exps are summed in float32 over groups of ``TILE_EXP_GROUP``
 classes and the group sums in float64.
 """
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from .._constants import FIRST_SHIFT_ABOVE, NORMAL_EXP_MIN, TILE_EXP_GROUP
+from .cache import njit
 from .vector_math import add_reassoc, fmax_reducible, fmin_reducible, vexp_neg, vexp_normal
 from .views import four_class_rows, four_packed_rows
 

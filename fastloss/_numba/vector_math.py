@@ -33,11 +33,12 @@ add_reassoc(a, b), fmax_reducible(a, b), fmin_reducible(a, b)
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._constants import EXP_FLOAT32_MIN
+from .cache import njit
 
 # Per dtype: integer type, mantissa bits, exponent bias.
 _LAYOUT = {types.float32: (ir.IntType(32), 23, 127), types.float64: (ir.IntType(64), 52, 1023)}

@@ -5,8 +5,10 @@ reference count with a locked instruction, which waits until every streamed
 line in flight has reached memory (see `streaming`).  The loops that stream
 therefore take their rows as `borrowed` views, which hold none.
 """
-from numba import carray, njit, types
+from numba import carray, types
 from numba.extending import intrinsic
+
+from .cache import njit
 
 
 @intrinsic
