@@ -9,12 +9,17 @@ portable one: it holds none of the machine-specific code of ``_machine.h``.
 ``BUILD`` names the package whose kernels are in use: ``"fastloss._cython"``
 exactly when the portable (baseline) build is, else
 ``"fastloss._cython.x86_64_v3"`` or ``"fastloss._cython.x86_64_v4"``.
+
+A build whose compiler took no OpenMP flag runs every kernel on one thread;
+importing it warns once (a ``RuntimeWarning``), and ``fastloss.show_config()``
+says so too.
 """
 import importlib
 import os
+import warnings
 
 from fastloss._cython._families import KERNEL_FAMILIES
-from fastloss._cython.threads import cpu_levels, get_num_threads, set_num_threads
+from fastloss._cython.threads import OPENMP, cpu_levels, get_num_threads, set_num_threads
 from fastloss._portable import portable_forced
 
 
@@ -41,6 +46,11 @@ def _kernels(module):
     return {name: getattr(module, name) for name in dir(module)
             if not name.startswith("_") and callable(getattr(module, name))}
 
+
+if not OPENMP:
+    warnings.warn("fastloss's Cython kernels were built without OpenMP (the compiler took no OpenMP flag): "
+                  "they run on one thread. Rebuild with an OpenMP-capable compiler (e.g. gcc, or clang "
+                  "with libomp) for parallel kernels, or use the Numba backend.", RuntimeWarning, stacklevel=2)
 
 BUILD = _best_build()
 KERNELS = {}

@@ -2,8 +2,25 @@
 results added in block order, and each thread's scratch for them."""
 from fastloss._cython._constants cimport BLOCK_ELEMS, TILE_ELEMS, TILE_MIN
 
-cdef extern from "<stdlib.h>" nogil:
-    void* aligned_alloc(size_t alignment, size_t size)
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    /* Aligned memory from every C runtime: C11's aligned_alloc is absent from
+       MSVC's, which has _aligned_malloc (freed by _aligned_free) instead. */
+    #if defined(_WIN32)
+    #include <malloc.h>
+    static void* fl_aligned_malloc(size_t alignment, size_t size) { return _aligned_malloc(size, alignment); }
+    static void fl_aligned_free(void* p) { _aligned_free(p); }
+    #else
+    static void* fl_aligned_malloc(size_t alignment, size_t size) {
+        void* p;
+        return posix_memalign(&p, alignment, size) ? NULL : p;
+    }
+    static void fl_aligned_free(void* p) { free(p); }
+    #endif
+    """
+    void* fl_aligned_malloc(size_t alignment, size_t size) nogil
+    void fl_aligned_free(void* p) nogil
 
 cdef enum:
     # The most positions in a tile.
@@ -58,10 +75,15 @@ cdef inline void* thread_scratch(size_t nbytes, char* failed) noexcept nogil:
     thread runs a block.  A parallel region cannot raise: check_scratch does,
     after it.
     """
-    cdef void* p = aligned_alloc(ALIGN, (nbytes + ALIGN) & ~(<size_t>ALIGN - 1))
+    cdef void* p = fl_aligned_malloc(ALIGN, (nbytes + ALIGN) & ~(<size_t>ALIGN - 1))
     if p == NULL:
         failed[0] = 1
     return p
+
+
+cdef inline void free_scratch(void* p) noexcept nogil:
+    """Give back what thread_scratch allocated."""
+    fl_aligned_free(p)
 
 
 cdef inline int check_scratch(char failed) except -1:

@@ -5,8 +5,8 @@
  *   breaks NaN/inf propagation.  The libmvec variants themselves keep IEEE
  *   special values (exp(-inf) = 0, NaN in -> NaN out), so declaring them here
  *   is safe, and gcc's loop vectoriser then calls them.  libmvec comes in
- *   through libm (its linker script pulls libmvec in as needed), hence the
- *   "libraries = m" line in _vector_math.pxd.
+ *   through libm (its linker script pulls libmvec in as needed), which
+ *   setup.py links wherever it exists.
  * - The inline float32 exp of the softmax family and of BCE (fl_expf_neg, of
  *   an argument <= 0; fl_expf_normal, where the result is a normal float):
  *   plain C that gcc vectorises at the build's width.

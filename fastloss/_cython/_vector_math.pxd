@@ -1,4 +1,3 @@
-# distutils: libraries = m
 """exp/log of either float type, and the portable vector math of _vector_math.h.
 
 The wrappers pick the float or double libm function; _vector_math.h lets gcc

@@ -18,11 +18,10 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport log
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free
 
 from fastloss._cython._arguments cimport advance, cadvance, check_shape, n_items
 from fastloss._cython._blocking cimport (
-    check_scratch, n_chunks, rows_per_block, sum_in_order, thread_scratch, tile_width,
+    check_scratch, free_scratch, n_chunks, rows_per_block, sum_in_order, thread_scratch, tile_width,
 )
 from fastloss._cython._constants cimport BLOCK_ELEMS, STREAM_ROW_BYTES, TILE_EXP_GROUP
 from fastloss._cython._formulas cimport (
@@ -122,7 +121,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                                          gr, C, r0, min(outer, r0 + bs), prob, stream_rows, e)
             if stream_rows:
                 fl_stream_fence()
-            free(e)
+            free_scratch(e)
     else:
         with nogil, parallel(use_threads_if=threaded):
             s = <double*>thread_scratch(
@@ -140,7 +139,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                         stream, s)
             if stream:
                 fl_stream_fence()
-            free(s)
+            free_scratch(s)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
 

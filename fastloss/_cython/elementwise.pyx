@@ -16,11 +16,12 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 from fastloss._cython._arguments cimport advance, check_shape, n_items
-from fastloss._cython._blocking cimport check_scratch, n_chunks, sum_in_order, thread_scratch
+from fastloss._cython._blocking cimport (
+    check_scratch, free_scratch, n_chunks, sum_in_order, thread_scratch,
+)
 from fastloss._cython._constants cimport BLOCK_ELEMS
 from fastloss._cython._formulas cimport (
     BCE, BCE_WITH_LOGITS, ElementwiseLoss, elementwise_grad, elementwise_loss, logit_exp,
@@ -92,7 +93,7 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
                 f0 = b * BLOCK_ELEMS
                 part[b] = _block(loss, xp, yp, w, pw, gscale, go, lo, gr, K, inner,
                                  f0, min(n, f0 + BLOCK_ELEMS), stream, buf)
-        free(buf)
+        free_scratch(buf)
     check_scratch(failed)
     return sum_in_order(part, n_blocks)
 

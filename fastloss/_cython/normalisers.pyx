@@ -13,11 +13,10 @@ scratch a class row at a time and written with streaming stores.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport log
-from libc.stdlib cimport free
 
 from fastloss._cython._arguments cimport check_shape
 from fastloss._cython._blocking cimport (
-    check_scratch, n_chunks, rows_per_block, thread_scratch, tile_width,
+    check_scratch, free_scratch, n_chunks, rows_per_block, thread_scratch, tile_width,
 )
 from fastloss._cython._constants cimport BLOCK_ELEMS
 from fastloss._cython._machine cimport (
@@ -90,7 +89,7 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
                     _rows(ap, bp, op, C, t * bs, min(outer, t * bs + bs), mode, stream, rowbuf)
             if stream:
                 fl_stream_fence()
-            free(rowbuf)
+            free_scratch(rowbuf)
     else:
         T = tile_width(C, inner, sizeof(floating))
         n_tiles = n_chunks(inner, T)
@@ -110,7 +109,7 @@ cdef int _run(const floating[:, :, ::1] a, const floating[:, :, ::1] b,
                           inner, C, min(T, inner - i0), mode, stream, s, m, d, f, e)
             if stream:
                 fl_stream_fence()
-            free(s)
+            free_scratch(s)
     return check_scratch(failed)
 
 
