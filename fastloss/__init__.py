@@ -11,6 +11,7 @@ fresh pages (``FASTLOSS_RECYCLE_MIB``, default 512, caps the idle memory;
 0 turns it off).  See ``fastloss._buffers``.
 """
 from ._backends import backend, get_backend, get_num_threads, set_backend, set_num_threads
+from ._config import show_config
 from . import _elementwise_losses
 from ._elementwise_losses import *  # noqa: F401,F403 (every elementwise loss)
 from ._class_losses import cross_entropy, nll_loss
@@ -21,5 +22,5 @@ __version__ = "0.1.0"
 __all__ = [
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "nll_loss", "cross_entropy", *_elementwise_losses.__all__,
-    "get_backend", "set_backend", "backend", "get_num_threads", "set_num_threads",
+    "get_backend", "set_backend", "backend", "get_num_threads", "set_num_threads", "show_config",
 ]

@@ -2,7 +2,8 @@
 
 For every public function: its result, its largest difference from a plain
 NumPy reference, and its time beside NumPy's (and torch eager's, when torch is
-installed), for each backend.
+installed), for each backend.  ``python -m fastloss --info`` prints
+``fastloss.show_config()`` instead: what to paste into a bug report.
 """
 import argparse
 import time
@@ -88,7 +89,12 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--size", type=int, default=128, help="height and width of the (2, 21, H, W) maps")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--info", action="store_true",
+                        help="print the versions, builds, threads and CPU features fastloss runs on, and exit")
     args = parser.parse_args(argv)
+    if args.info:
+        fl.show_config()
+        return
     if torch is not None:
         torch.set_num_threads(fl.get_num_threads())
 

@@ -4,11 +4,13 @@ import doctest
 import pytest
 
 import fastloss._backends
+import fastloss._config
 import fastloss._elementwise_losses
 import fastloss._class_losses
 import fastloss._normalisers
 
-MODULES = [fastloss._backends, fastloss._elementwise_losses, fastloss._class_losses, fastloss._normalisers]
+MODULES = [fastloss._backends, fastloss._config, fastloss._elementwise_losses, fastloss._class_losses,
+           fastloss._normalisers]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
