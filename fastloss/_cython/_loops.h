@@ -119,7 +119,7 @@ static inline void fl_class_grad_float(float* dst, const float* e, const float* 
                                        const int32_t* t, int32_t c, ptrdiff_t n, int stream) {
     ptrdiff_t j = 0;
     if (FL_STREAMS && stream) {
-        float line[FL_LINE_FLOATS] __attribute__((aligned(64)));
+        FL_ALIGN64 float line[FL_LINE_FLOATS];
         ptrdiff_t head = (ptrdiff_t)((-(uintptr_t)dst & 63) / sizeof(float));
         if (head > n) head = n;
         for (; j < head; j++) dst[j] = fl_class_grad_at(e, a, d, wc, b, t, c, j);

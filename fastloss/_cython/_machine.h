@@ -163,7 +163,7 @@ static inline void fl_row_grad_lines(fl_row_grad* p, ptrdiff_t lines) {
         if ((size_t)(t - j) < 16) v = _mm512_mask_mov_ps(v, (__mmask16)(1u << (t - j)), vvt);
         _mm512_stream_ps(p->dst + j, v);
 #else
-        float line[FL_LINE_FLOATS] __attribute__((aligned(64)));
+        FL_ALIGN64 float line[FL_LINE_FLOATS];
         for (ptrdiff_t k = 0; k < FL_LINE_FLOATS; k++) line[k] = p->e[j + k] * p->a;
         if ((size_t)(t - j) < FL_LINE_FLOATS) line[t - j] = p->vt;
         fl_store_line(p->dst + j, line);
@@ -220,7 +220,7 @@ static inline void fl_row_grad_finish(fl_row_grad* p) {
  * (vpermt2ps), exp(r) by its degree-3 Taylor polynomial (error below 2^-30),
  * and floor(n / 32) added to the exponent bits.  Within 1.01 ulp on 20M
  * points of [FL_NORMAL_EXP_MIN, FL_FIRST_SHIFT_ABOVE] (fl_expf_normal: 0.92). */
-static const float fl_exp2_32nds[32] __attribute__((aligned(64))) = {
+static FL_ALIGN64 const float fl_exp2_32nds[32] = {
     0x1p+0f, 0x1.059b0ep+0f, 0x1.0b5586p+0f, 0x1.11301ep+0f, 0x1.172b84p+0f, 0x1.1d4874p+0f,
     0x1.2387a6p+0f, 0x1.29e9ep+0f, 0x1.306fep+0f, 0x1.371a74p+0f, 0x1.3dea64p+0f, 0x1.44e086p+0f,
     0x1.4bfdaep+0f, 0x1.5342b6p+0f, 0x1.5ab07ep+0f, 0x1.6247ecp+0f, 0x1.6a09e6p+0f, 0x1.71f75ep+0f,

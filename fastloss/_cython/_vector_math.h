@@ -24,6 +24,13 @@
 
 #include "_constants.h"
 
+/* A variable aligned to a 64-byte line, in each compiler's spelling. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FL_ALIGN64 __declspec(align(64))
+#else
+#define FL_ALIGN64 __attribute__((aligned(64)))
+#endif
+
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) \
     && !defined(__FAST_MATH__)
 #pragma omp declare simd notinbranch
