@@ -1,0 +1,119 @@
+"""Smoke test of both fastloss backends, run by .ci/aarch64 under qemu-user (also runs natively).
+
+Every public function, on a batched (N, C) and a spatial (N, C, d1, d2) input, in
+float32 and float64, the losses with their gradients (return_grad=True), compared with
+fastloss._numpy_reference (the backward passes with their formulas on its softmax and
+log_softmax), computed in float64, at the test suite's tolerance for the dtype.  One
+line per case; exits 1 on any mismatch, on an error, or when a machine that is not
+x86-64 loads a Cython build other than the baseline one (no other is built there).
+
+The shapes are small and odd (vector remainders taken) and the same for every case:
+under emulation the time is Numba's compilation, once per kernel and dtype, as the
+canonical views of both layouts have the same ndim.
+"""
+import os
+import platform
+import sys
+import time
+import traceback
+
+import numpy as np
+
+import fastloss as fl
+from fastloss import _numpy_reference as ref
+
+SHAPES = {"batched": (5, 37), "spatial": (2, 19, 3, 5)}
+DTYPES = (np.float32, np.float64)
+TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def softmax_backward(g, y):
+    return y * (g - (g * y).sum(axis=1, keepdims=True))
+
+
+def log_softmax_backward(g, y):
+    return g - np.exp(y) * g.sum(axis=1, keepdims=True)
+
+
+def cases(shape, dtype, rng):
+    """(name, fastloss call, reference results) of every public function on inputs of ``shape``."""
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    target = rng.integers(0, shape[1], (shape[0], *shape[2:]))
+    p = rng.uniform(0.02, 0.98, shape).astype(dtype)
+    y = rng.uniform(0, 1, shape).astype(dtype)
+    x64, g64, p64, y64 = (a.astype(np.float64) for a in (x, g, p, y))
+    # The forward results the backward passes and nll_loss take, rounded to the dtype.
+    sm, lsm = ref.softmax(x64, axis=1).astype(dtype), ref.log_softmax(x64, axis=1).astype(dtype)
+    sm64, lsm64 = sm.astype(np.float64), lsm.astype(np.float64)
+    return [
+        ("softmax", lambda: fl.softmax(x, axis=1), ref.softmax(x64, axis=1)),
+        ("log_softmax", lambda: fl.log_softmax(x, axis=1), ref.log_softmax(x64, axis=1)),
+        ("softmax_backward", lambda: fl.softmax_backward(g, sm, axis=1), softmax_backward(g64, sm64)),
+        ("log_softmax_backward", lambda: fl.log_softmax_backward(g, lsm, axis=1),
+         log_softmax_backward(g64, lsm64)),
+        ("nll_loss", lambda: fl.nll_loss(lsm, target, return_grad=True), ref.nll_loss(lsm64, target)),
+        ("cross_entropy", lambda: fl.cross_entropy(x, target, return_grad=True), ref.cross_entropy(x64, target)),
+        ("binary_cross_entropy", lambda: fl.binary_cross_entropy(p, y, return_grad=True),
+         ref.binary_cross_entropy(p64, y64)),
+        ("binary_cross_entropy_with_logits",
+         lambda: fl.binary_cross_entropy_with_logits(x, y, return_grad=True),
+         ref.binary_cross_entropy_with_logits(x64, y64)),
+    ]
+
+
+def check(call, expected, dtype):
+    """The largest error of ``call()``'s results relative to the tolerance (<= 1 passes)."""
+    got = call()
+    got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
+    worst = 0.0
+    for value, reference in zip(got, expected, strict=True):
+        value = np.asarray(value)
+        if value.dtype != dtype or value.shape != np.shape(reference):
+            raise AssertionError(f"got {value.dtype} {value.shape}, expected {np.dtype(dtype)} {np.shape(reference)}")
+        tol = TOLERANCE[dtype]
+        bound = tol["atol"] + tol["rtol"] * np.abs(reference)
+        worst = max(worst, float(np.max(np.abs(value - reference) / bound)))
+    return worst
+
+
+def main():
+    import numba
+
+    import fastloss._cython
+    import fastloss._numba
+
+    print(f"machine {platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"Numba {numba.__version__}, fastloss from {os.path.dirname(fl.__file__)}")
+    build = fastloss._cython.BUILD
+    build_ok = platform.machine() in ("x86_64", "AMD64") or build == "fastloss._cython"
+    print(f"Cython build {build}{'' if build_ok else ': FAIL, expected fastloss._cython (baseline)'}, "
+          f"{fl.get_num_threads()} threads")
+    passed = failed = 0
+    rng = np.random.default_rng(16)
+    for name in ("cython", "numba"):
+        fl.set_backend(name)
+        start = time.perf_counter()
+        for layout, shape in SHAPES.items():
+            for dtype in DTYPES:
+                for function, call, expected in cases(shape, dtype, rng):
+                    case = f"{name:6} {np.dtype(dtype).name:7} {layout:7} {function:33}"
+                    try:
+                        worst = check(call, expected, dtype)
+                    except Exception:
+                        failed += 1
+                        print(f"{case} ERROR")
+                        traceback.print_exc(file=sys.stdout)
+                        continue
+                    passed += worst <= 1
+                    failed += not worst <= 1
+                    print(f"{case} {'ok' if worst <= 1 else 'FAIL'}  error {worst:.2g} of the tolerance", flush=True)
+        print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"Numba threading layer: {numba.threading_layer()} (fastloss._numba.THREADING_LAYER "
+          f"{fastloss._numba.THREADING_LAYER!r})")
+    print(f"smoke test: {passed} passed, {failed} failed")
+    return 0 if build_ok and not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
