@@ -281,37 +281,73 @@ def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def _class_row_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out,
+                      grad_out):
+    """`cross_entropy_class` on rows (``inner == 1``), the gradient not streamed."""
+    outer, C, _ = x.shape
+    rows, nb = row_blocking(outer, C)
+    x2 = x.reshape((outer, C))
+    g2 = as_rows(grad_out, outer, C)
+    W = _total_weight(weight, C)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
+                                  grad_output, loss_out, g2, r0, r1)
+    return sum_partials(partials)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _streamed_class_row_blocks(x, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+    """`cross_entropy_class` on rows (``inner == 1``) without smoothing, the gradient streamed."""
+    outer, C, _ = x.shape
+    rows, nb = row_blocking(outer, C)
+    x2 = x.reshape((outer, C))
+    g2 = grad_out.reshape((outer, C))
+    W = _total_weight(weight, C)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        partials[b] = _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_output,
+                                           loss_out, g2, r0, r1, np.empty(C, x.dtype))
+    return sum_partials(partials)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out,
+                       grad_out):
+    """`cross_entropy_class` on tiles (``inner > 1``)."""
+    outer, C, inner = x.shape
+    T, tiles, nb = tile_blocking(outer, C, inner)
+    stream = grad_out.size * grad_out.itemsize >= STREAM_BYTES
+    W = _total_weight(weight, C)
+    partials = np.empty(nb)
+    ns = min(nb, BLOCK_GROUPS)
+    for k in prange(ns):
+        _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
+                     loss_out, grad_out, stream, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
+    return sum_partials(partials)
+
+
 def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
                         loss_out, grad_out):
-    """Sum of the per-position class-target cross-entropy; see the module docstring."""
+    """Sum of the per-position class-target cross-entropy; see the module docstring.
+
+    Each path is a kernel of its own, picked here: a call compiles only the path it takes.
+    """
     outer, C, inner = x.shape
     if outer * inner == 0:
         return 0.0
-    W = _total_weight(weight, C)
-    stream = grad_out.size * grad_out.itemsize >= STREAM_BYTES
-    if inner == 1:
-        rows, nb = row_blocking(outer, C)
-        # Streamed rows fit in L1 (STREAM_ROW_BYTES); smoothing keeps the plain path.
-        stream_rows = stream and C * x.itemsize <= STREAM_ROW_BYTES and label_smoothing == 0.0
-        x2 = x.reshape((outer, C))
-        g2 = as_rows(grad_out, outer, C)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            r0, r1 = block_range(b, rows, outer)
-            if stream_rows:
-                partials[b] = _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale,
-                                                   grad_output, loss_out, g2, r0, r1, np.empty(C, x.dtype))
-            else:
-                partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
-                                          grad_output, loss_out, g2, r0, r1)
-    else:
-        T, tiles, nb = tile_blocking(outer, C, inner)
-        partials = np.empty(nb)
-        ns = min(nb, BLOCK_GROUPS)
-        for k in prange(ns):
-            _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
-                         loss_out, grad_out, stream, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
-    return sum_partials(partials)
+    if inner > 1:
+        return _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
+                                  loss_out, grad_out)
+    # Streamed rows fit in L1 (STREAM_ROW_BYTES); smoothing keeps the plain path.
+    if (grad_out.nbytes >= STREAM_BYTES and C * x.itemsize <= STREAM_ROW_BYTES
+            and label_smoothing == 0.0):
+        return _streamed_class_row_blocks(x, target, weight, ignore_index, grad_scale, grad_output, loss_out,
+                                          grad_out)
+    return _class_row_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
+                             loss_out, grad_out)
 
 
 @njit(cache=True, error_model="numpy")
@@ -389,6 +425,33 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def _prob_row_blocks(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+    """`cross_entropy_prob` on rows (``inner == 1``)."""
+    outer, C, _ = x.shape
+    rows, nb = row_blocking(outer, C)
+    x2 = x.reshape((outer, C))
+    y2 = target.reshape((outer, C))
+    g2 = as_rows(grad_out, outer, C)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        partials[b] = _prob_rows(x2, y2, weight, label_smoothing, grad_scale, grad_output, loss_out, g2, r0, r1)
+    return sum_partials(partials)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _prob_tile_blocks(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+    """`cross_entropy_prob` on tiles (``inner > 1``)."""
+    outer, C, inner = x.shape
+    T, tiles, nb = tile_blocking(outer, C, inner)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        i0, i1 = block_range(b % tiles, T, inner)
+        partials[b] = _prob_tile(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out,
+                                 grad_out, b // tiles, i0, i1 - i0)
+    return sum_partials(partials)
+
+
 def cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
     """Sum of the per-position probability-target cross-entropy; see the module docstring."""
     outer, C, inner = x.shape
@@ -398,21 +461,5 @@ def cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_outp
         if loss_out.size != 0:
             loss_out[:] = 0
         return 0.0
-    if inner == 1:
-        rows, nb = row_blocking(outer, C)
-        x2 = x.reshape((outer, C))
-        y2 = target.reshape((outer, C))
-        g2 = as_rows(grad_out, outer, C)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            r0, r1 = block_range(b, rows, outer)
-            partials[b] = _prob_rows(x2, y2, weight, label_smoothing, grad_scale, grad_output, loss_out,
-                                     g2, r0, r1)
-    else:
-        T, tiles, nb = tile_blocking(outer, C, inner)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            i0, i1 = block_range(b % tiles, T, inner)
-            partials[b] = _prob_tile(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out,
-                                     grad_out, b // tiles, i0, i1 - i0)
-    return sum_partials(partials)
+    kernel = _prob_row_blocks if inner == 1 else _prob_tile_blocks
+    return kernel(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out)

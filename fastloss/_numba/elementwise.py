@@ -25,7 +25,9 @@ Numba types each entry as an `ElementwiseLossType` of its own name, so every
 loss compiles its own driver, and the overloads `_fill_shared`, `_loss_of`
 and `_gradient_of` call that entry's formulas (inlined, so the loops
 vectorise).  A new elementwise loss is its formulas and entry in `formulas`
-and a kernel here that passes the entry to `_elementwise`.
+and its kernel here: a row and a tile kernel that pass the entry to the
+drivers `_elementwise_row_blocks` and `_elementwise_tile_blocks`, joined by
+`_by_path`.
 """
 import numpy as np
 from numba import prange, types
@@ -225,36 +227,54 @@ def _elementwise_tile(kind, x, target, weight, pos_weight, grad_scale, grad_outp
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _elementwise(kind, x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
-    """Parallel driver of every elementwise kernel; ``kind`` is the loss's ``ELEMENTWISE`` entry."""
-    outer, K, inner = x.shape
-    if x.size == 0:
-        return 0.0
+def _elementwise_row_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+    """Parallel driver of every elementwise kernel on rows (``inner == 1``); ``kind`` is the
+    loss's ``ELEMENTWISE`` entry."""
+    outer, K, _ = x.shape
     stream = x.size * x.itemsize >= STREAM_BYTES
-    if inner == 1:
-        rows, nb = row_blocking(outer, K)
-        n = x.size
-        xf, yf, gf = x.reshape(n), y.reshape(n), grad_out.reshape(grad_out.size)
-        gof, lof = grad_output.reshape(grad_output.size), loss_out.reshape(loss_out.size)
-        if nb == 1:  # no thread launch for a single block
-            return _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n, stream)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            r0, r1 = block_range(b, rows, outer)
-            partials[b] = _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K,
-                                            r0 * K, r1 * K, stream)
-    else:
-        T, tiles, nb = tile_blocking(outer * K, 1, inner)
-        x2, y2 = x.reshape((outer * K, inner)), y.reshape((outer * K, inner))
-        go2, lo2 = as_rows(grad_output, outer * K, inner), as_rows(loss_out, outer * K, inner)
-        g2 = as_rows(grad_out, outer * K, inner)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            i0, i1 = block_range(b % tiles, T, inner)
-            row = b // tiles
-            partials[b] = _elementwise_tile(kind, x2, y2, weight, pos_weight, grad_scale, go2, lo2, g2,
-                                            row, row % K, i0, i1 - i0, stream)
+    rows, nb = row_blocking(outer, K)
+    n = x.size
+    xf, yf, gf = x.reshape(n), y.reshape(n), grad_out.reshape(grad_out.size)
+    gof, lof = grad_output.reshape(grad_output.size), loss_out.reshape(loss_out.size)
+    if nb == 1:  # no thread launch for a single block
+        return _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n, stream)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        partials[b] = _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K,
+                                        r0 * K, r1 * K, stream)
     return sum_partials(partials)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _elementwise_tile_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+    """Parallel driver of every elementwise kernel on tiles (``inner > 1``)."""
+    outer, K, inner = x.shape
+    stream = x.size * x.itemsize >= STREAM_BYTES
+    T, tiles, nb = tile_blocking(outer * K, 1, inner)
+    x2, y2 = x.reshape((outer * K, inner)), y.reshape((outer * K, inner))
+    go2, lo2 = as_rows(grad_output, outer * K, inner), as_rows(loss_out, outer * K, inner)
+    g2 = as_rows(grad_out, outer * K, inner)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        i0, i1 = block_range(b % tiles, T, inner)
+        row = b // tiles
+        partials[b] = _elementwise_tile(kind, x2, y2, weight, pos_weight, grad_scale, go2, lo2, g2,
+                                        row, row % K, i0, i1 - i0, stream)
+    return sum_partials(partials)
+
+
+def _by_path(name, doc, row_kernel, tile_kernel):
+    """The elementwise kernel ``name``: ``row_kernel`` on rows (``inner == 1``), ``tile_kernel``
+    on tiles, kernels of their own, so a call compiles only the path it takes."""
+    def kernel(x, *arguments):
+        if x.size == 0:
+            return 0.0
+        return (row_kernel if x.shape[2] == 1 else tile_kernel)(x, *arguments)
+
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__doc__ = doc
+    return kernel
 
 
 _BINARY_CROSS_ENTROPY = ELEMENTWISE["binary_cross_entropy"]
@@ -262,20 +282,40 @@ _BINARY_CROSS_ENTROPY_WITH_LOGITS = ELEMENTWISE["binary_cross_entropy_with_logit
 
 
 # The kernels of the elementwise losses, one per entry of ``ELEMENTWISE``: the
-# package exports this list.
+# package exports this list.  Each is a row and a tile kernel that bind the
+# loss's entry (a constant there, so each loss compiles its own driver).
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
 
 @njit(cache=True, error_model="numpy")
-def binary_cross_entropy(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
-    """Sum of the elementwise BCE of probabilities ``p``; see the module docstring."""
-    return _elementwise(_BINARY_CROSS_ENTROPY, p, y, weight, weight[:0], grad_scale, grad_output, loss_out,
-                        grad_out)
+def _binary_cross_entropy_rows(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
+    return _elementwise_row_blocks(_BINARY_CROSS_ENTROPY, p, y, weight, weight[:0], grad_scale, grad_output,
+                                   loss_out, grad_out)
 
 
 @njit(cache=True, error_model="numpy")
-def binary_cross_entropy_with_logits(x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
-                                     grad_out):
-    """Sum of the elementwise BCE of logits ``x``; see the module docstring."""
-    return _elementwise(_BINARY_CROSS_ENTROPY_WITH_LOGITS, x, y, weight, pos_weight, grad_scale, grad_output,
-                        loss_out, grad_out)
+def _binary_cross_entropy_tiles(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
+    return _elementwise_tile_blocks(_BINARY_CROSS_ENTROPY, p, y, weight, weight[:0], grad_scale, grad_output,
+                                    loss_out, grad_out)
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_cross_entropy_with_logits_rows(x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
+                                           grad_out):
+    return _elementwise_row_blocks(_BINARY_CROSS_ENTROPY_WITH_LOGITS, x, y, weight, pos_weight, grad_scale,
+                                   grad_output, loss_out, grad_out)
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_cross_entropy_with_logits_tiles(x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
+                                            grad_out):
+    return _elementwise_tile_blocks(_BINARY_CROSS_ENTROPY_WITH_LOGITS, x, y, weight, pos_weight, grad_scale,
+                                    grad_output, loss_out, grad_out)
+
+
+binary_cross_entropy = _by_path(
+    "binary_cross_entropy", "Sum of the elementwise BCE of probabilities ``p``; see the module docstring.",
+    _binary_cross_entropy_rows, _binary_cross_entropy_tiles)
+binary_cross_entropy_with_logits = _by_path(
+    "binary_cross_entropy_with_logits", "Sum of the elementwise BCE of logits ``x``; see the module docstring.",
+    _binary_cross_entropy_with_logits_rows, _binary_cross_entropy_with_logits_tiles)

@@ -56,24 +56,39 @@ def _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output, loss
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
-    """Sum of the per-position NLL; see the module docstring."""
+def _nll_row_blocks(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+    """`nll_loss` on rows (``inner == 1``)."""
+    outer, C, _ = logp.shape
+    rows, nb = row_blocking(outer, C)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        o0, o1 = block_range(b, rows, outer)
+        partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
+                                 loss_out, grad_out, o0, o1, 0, 1)
+    return sum_partials(partials)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _nll_tile_blocks(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+    """`nll_loss` on tiles (``inner > 1``)."""
     outer, C, inner = logp.shape
+    T, tiles, nb = tile_blocking(outer, C, inner)
+    partials = np.empty(nb)
+    for b in prange(nb):
+        o = b // tiles
+        i0, i1 = block_range(b % tiles, T, inner)
+        partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
+                                 loss_out, grad_out, o, o + 1, i0, i1 - i0)
+    return sum_partials(partials)
+
+
+def nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+    """Sum of the per-position NLL; see the module docstring.
+
+    Rows and tiles are kernels of their own, picked here: a call compiles only the path it takes.
+    """
+    outer, _, inner = logp.shape
     if outer * inner == 0:
         return 0.0
-    if inner == 1:
-        rows, nb = row_blocking(outer, C)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            o0, o1 = block_range(b, rows, outer)
-            partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
-                                     loss_out, grad_out, o0, o1, 0, 1)
-    else:
-        T, tiles, nb = tile_blocking(outer, C, inner)
-        partials = np.empty(nb)
-        for b in prange(nb):
-            o = b // tiles
-            i0, i1 = block_range(b % tiles, T, inner)
-            partials[b] = _nll_block(logp, target, weight, ignore_index, grad_scale, grad_output,
-                                     loss_out, grad_out, o, o + 1, i0, i1 - i0)
-    return sum_partials(partials)
+    kernel = _nll_row_blocks if inner == 1 else _nll_tile_blocks
+    return kernel(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out)

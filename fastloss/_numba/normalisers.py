@@ -174,70 +174,106 @@ def _backward_tile(gy, y, out, o, i0, n, log, stream):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _forward(x, out, log):
-    """Parallel driver of softmax (``log`` False) and log_softmax."""
-    outer, C, inner = x.shape
-    if C == 0 or outer * inner == 0:
-        return
-    stream = out.size * out.itemsize >= STREAM_BYTES
-    if inner == 1:
-        rows, nb = row_blocking(outer, C)
-        x2 = x.reshape((outer, C))
-        out2 = out.reshape((outer, C))
-        for b in prange(nb):
-            r0, r1 = block_range(b, rows, outer)
-            if log:
-                _log_softmax_rows(x2, out2, r0, r1, stream)
-            else:
-                _softmax_rows(x2, out2, r0, r1)
-    else:
-        T, tiles, nb = tile_blocking(outer, C, inner)
-        ns = min(nb, BLOCK_GROUPS)
-        for k in prange(ns):
-            _forward_tiles(x, out, T, tiles, k * nb // ns, (k + 1) * nb // ns, log, stream)
+def _softmax_row_blocks(x, out):
+    """softmax on rows (``inner == 1``)."""
+    outer, C, _ = x.shape
+    rows, nb = row_blocking(outer, C)
+    x2 = x.reshape((outer, C))
+    out2 = out.reshape((outer, C))
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        _softmax_rows(x2, out2, r0, r1)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _backward(gy, y, out, log):
-    """Parallel driver of softmax_backward (``log`` False) and log_softmax_backward."""
-    outer, C, inner = gy.shape
-    if C == 0 or outer * inner == 0:
-        return
+def _log_softmax_row_blocks(x, out):
+    """log_softmax on rows (``inner == 1``)."""
+    outer, C, _ = x.shape
+    rows, nb = row_blocking(outer, C)
+    x2 = x.reshape((outer, C))
+    out2 = out.reshape((outer, C))
     stream = out.size * out.itemsize >= STREAM_BYTES
-    if inner == 1:
-        rows, nb = row_blocking(outer, C)
-        gy2 = gy.reshape((outer, C))
-        y2 = y.reshape((outer, C))
-        out2 = out.reshape((outer, C))
-        for b in prange(nb):
-            r0, r1 = block_range(b, rows, outer)
-            _backward_rows(gy2, y2, out2, r0, r1, log)
-    else:
-        T, tiles, nb = tile_blocking(outer, C, inner)
-        for b in prange(nb):
-            i0, i1 = block_range(b % tiles, T, inner)
-            _backward_tile(gy, y, out, b // tiles, i0, i1 - i0, log, stream)
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        _log_softmax_rows(x2, out2, r0, r1, stream)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy")
+def _forward_tile_blocks(x, out, log):
+    """softmax (``log`` False) and log_softmax on tiles (``inner > 1``)."""
+    outer, C, inner = x.shape
+    stream = out.size * out.itemsize >= STREAM_BYTES
+    T, tiles, nb = tile_blocking(outer, C, inner)
+    ns = min(nb, BLOCK_GROUPS)
+    for k in prange(ns):
+        _forward_tiles(x, out, T, tiles, k * nb // ns, (k + 1) * nb // ns, log, stream)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _backward_row_blocks(gy, y, out, log):
+    """softmax_backward (``log`` False) and log_softmax_backward on rows (``inner == 1``)."""
+    outer, C, _ = gy.shape
+    rows, nb = row_blocking(outer, C)
+    gy2 = gy.reshape((outer, C))
+    y2 = y.reshape((outer, C))
+    out2 = out.reshape((outer, C))
+    for b in prange(nb):
+        r0, r1 = block_range(b, rows, outer)
+        _backward_rows(gy2, y2, out2, r0, r1, log)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _backward_tile_blocks(gy, y, out, log):
+    """softmax_backward (``log`` False) and log_softmax_backward on tiles (``inner > 1``)."""
+    outer, C, inner = gy.shape
+    stream = out.size * out.itemsize >= STREAM_BYTES
+    T, tiles, nb = tile_blocking(outer, C, inner)
+    for b in prange(nb):
+        i0, i1 = block_range(b % tiles, T, inner)
+        _backward_tile(gy, y, out, b // tiles, i0, i1 - i0, log, stream)
+
+
+# Each kernel below picks the path of its call, a kernel of its own: a call
+# compiles only the path it takes.
+
+def _is_empty(x):
+    outer, C, inner = x.shape
+    return C == 0 or outer * inner == 0
+
+
 def softmax(x, out):
     """``out = exp(x - max) / sum_c exp(x - max)`` over the class axis."""
-    _forward(x, out, False)
+    if _is_empty(x):
+        return
+    if x.shape[2] == 1:
+        _softmax_row_blocks(x, out)
+    else:
+        _forward_tile_blocks(x, out, False)
 
 
-@njit(cache=True, error_model="numpy")
 def log_softmax(x, out):
     """``out = x - max - log(sum_c exp(x - max))`` over the class axis."""
-    _forward(x, out, True)
+    if _is_empty(x):
+        return
+    if x.shape[2] == 1:
+        _log_softmax_row_blocks(x, out)
+    else:
+        _forward_tile_blocks(x, out, True)
 
 
-@njit(cache=True, error_model="numpy")
+def _backward(gy, y, out, log):
+    """softmax_backward (``log`` False) or log_softmax_backward, by path."""
+    if _is_empty(gy):
+        return
+    kernel = _backward_row_blocks if gy.shape[2] == 1 else _backward_tile_blocks
+    kernel(gy, y, out, log)
+
+
 def softmax_backward(grad_output, output, out):
     """``out = output * (grad_output - sum_c(grad_output * output))``."""
     _backward(grad_output, output, out, False)
 
 
-@njit(cache=True, error_model="numpy")
 def log_softmax_backward(grad_output, output, out):
     """``out = grad_output - exp(output) * sum_c(grad_output)``."""
     _backward(grad_output, output, out, True)
