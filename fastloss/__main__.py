@@ -4,8 +4,11 @@ For every public function: its result, its largest difference from a plain
 NumPy reference, and its time beside NumPy's (and torch eager's, when torch is
 installed), for each backend.  ``python -m fastloss --info`` prints
 ``fastloss.show_config()`` instead: what to paste into a bug report.
+``python -m fastloss warm-up`` compiles every Numba kernel into the on-disk
+cache instead (see ``fastloss._warm_up``).
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -84,6 +87,10 @@ def cases(rng, batch, classes, size):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["warm-up"]:
+        from fastloss import _warm_up
+        return _warm_up.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--classes", type=int, default=1000)
