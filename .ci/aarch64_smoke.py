@@ -4,12 +4,14 @@ Every public function, on a batched (N, C) and a spatial (N, C, d1, d2) input, i
 float32 and float64, the losses with their gradients (return_grad=True), compared with
 fastloss._numpy_reference (the backward passes with their formulas on its softmax and
 log_softmax), computed in float64, at the test suite's tolerance for the dtype.  One
-line per case; exits 1 on any mismatch, on an error, or when a machine that is not
-x86-64 loads a Cython build other than the baseline one (no other is built there).
+line per case, with its time; exits 1 on any mismatch, on an error, or when a
+machine that is not x86-64 loads a Cython build other than the baseline one (no
+other is built there).
 
-The shapes are small and odd (vector remainders taken) and the same for every case:
-under emulation the time is Numba's compilation, once per kernel and dtype, as the
-canonical views of both layouts have the same ndim.
+The shapes are small and odd (vector remainders taken): the batch takes the kernels'
+row paths, the spatial map their tile paths.  Under emulation the time is Numba's
+compilation, on the first call of each path and dtype; the probability targets and
+streamed gradients of ``python -m fastloss warm-up`` are left out.
 """
 import os
 import platform
@@ -98,6 +100,7 @@ def main():
             for dtype in DTYPES:
                 for function, call, expected in cases(shape, dtype, rng):
                     case = f"{name:6} {np.dtype(dtype).name:7} {layout:7} {function:33}"
+                    case_start = time.perf_counter()
                     try:
                         worst = check(call, expected, dtype)
                     except Exception:
@@ -107,7 +110,8 @@ def main():
                         continue
                     passed += worst <= 1
                     failed += not worst <= 1
-                    print(f"{case} {'ok' if worst <= 1 else 'FAIL'}  error {worst:.2g} of the tolerance", flush=True)
+                    print(f"{case} {'ok' if worst <= 1 else 'FAIL'}  error {worst:.2g} of the tolerance, "
+                          f"{time.perf_counter() - case_start:.1f} s", flush=True)
         print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
     print(f"Numba threading layer: {numba.threading_layer()} (fastloss._numba.THREADING_LAYER "
           f"{fastloss._numba.THREADING_LAYER!r})")
