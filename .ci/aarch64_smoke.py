@@ -4,9 +4,10 @@ Every public function, on a batched (N, C) and a spatial (N, C, d1, d2) input, i
 float32 and float64, the losses with their gradients (return_grad=True), compared with
 fastloss._numpy_reference (the backward passes with their formulas on its softmax and
 log_softmax), computed in float64, at the test suite's tolerance for the dtype.  One
-line per case, with its time; exits 1 on any mismatch, on an error, or when a
-machine that is not x86-64 loads a Cython build other than the baseline one (no
-other is built there).
+line per case, with its time, then fastloss.show_config(); exits 1 on any mismatch,
+on an error, or when a machine that is not x86-64 loads a Cython build other than
+the baseline one (no other is built there) or compiles a Numba path of x86-64's
+(streaming stores, sfence, the AVX-512 table exp).
 
 The shapes are small and odd (vector remainders taken): the batch takes the kernels'
 row paths, the spatial map their tile paths.  Under emulation the time is Numba's
@@ -19,10 +20,14 @@ import sys
 import time
 import traceback
 
+import numba
 import numpy as np
 
 import fastloss as fl
+import fastloss._cython
+import fastloss._numba
 from fastloss import _numpy_reference as ref
+from fastloss._numba import machine
 
 SHAPES = {"batched": (5, 37), "spatial": (2, 19, 3, 5)}
 DTYPES = (np.float32, np.float64)
@@ -80,17 +85,17 @@ def check(call, expected, dtype):
 
 
 def main():
-    import numba
-
-    import fastloss._cython
-    import fastloss._numba
-
     print(f"machine {platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}, "
           f"Numba {numba.__version__}, fastloss from {os.path.dirname(fl.__file__)}")
+    x86 = platform.machine() in ("x86_64", "AMD64")
     build = fastloss._cython.BUILD
-    build_ok = platform.machine() in ("x86_64", "AMD64") or build == "fastloss._cython"
+    build_ok = x86 or build == "fastloss._cython"
     print(f"Cython build {build}{'' if build_ok else ': FAIL, expected fastloss._cython (baseline)'}, "
           f"{fl.get_num_threads()} threads")
+    # Streaming stores, sfence and the AVX-512 table exp exist on x86-64 alone.
+    paths_ok = x86 or not (machine.STREAMING or machine.TABLE_EXP)
+    print(f"Numba compiles for {machine.TRIPLE}, CPU {machine.CPU_NAME}: streaming stores {machine.STREAMING}, "
+          f"table exp {machine.TABLE_EXP}{'' if paths_ok else ': FAIL, x86-64 paths on another machine'}")
     passed = failed = 0
     rng = np.random.default_rng(16)
     for name in ("cython", "numba"):
@@ -115,8 +120,9 @@ def main():
         print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
     print(f"Numba threading layer: {numba.threading_layer()} (fastloss._numba.THREADING_LAYER "
           f"{fastloss._numba.THREADING_LAYER!r})")
+    fl.show_config()
     print(f"smoke test: {passed} passed, {failed} failed")
-    return 0 if build_ok and not failed else 1
+    return 0 if build_ok and paths_ok and not failed else 1
 
 
 if __name__ == "__main__":
