@@ -160,7 +160,10 @@ def _row_weights(v, K, f, out):
     k = f % K
     while j < out.shape[0]:
         n = min(K - k, out.shape[0] - j)
-        out[j:j + n] = v[k:k + n]
+        # A loop, not a slice assignment: that one compiles Numba's shape-mismatch
+        # error message (string formatting) into every elementwise kernel.
+        for i in range(n):
+            out[j + i] = v[k + i]
         j += n
         k = 0
 
