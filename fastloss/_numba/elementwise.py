@@ -25,14 +25,14 @@ Numba types each entry as an `ElementwiseLossType` of its own name, so every
 loss compiles its own driver, and the overloads `_fill_shared`, `_loss_of`
 and `_gradient_of` call that entry's formulas (inlined, so the loops
 vectorise).  A new elementwise loss is its formulas and entry in `formulas`
-and its kernel here: a row and a tile kernel that pass the entry to the
-drivers `_elementwise_row_blocks` and `_elementwise_tile_blocks`, joined by
-`_by_path`.
+and its kernel here, made by `_kernel`, which passes the entry to the
+driver of the call's path, `_elementwise_row_blocks` or
+`_elementwise_tile_blocks`.
 """
 import numpy as np
 from numba import prange, types
 from numba.core import datamodel
-from numba.extending import overload, register_model, typeof_impl
+from numba.extending import NativeValue, overload, register_model, typeof_impl, unbox
 
 from .._constants import STREAM_BYTES
 from .blocking import block_range, row_blocking, sum_partials, tile_blocking
@@ -60,6 +60,12 @@ register_model(ElementwiseLossType)(datamodel.models.OpaqueModel)
 @typeof_impl.register(ElementwiseLoss)
 def _typeof_elementwise_loss(val, c):
     return ElementwiseLossType(val.name)
+
+
+@unbox(ElementwiseLossType)
+def _unbox_elementwise_loss(typ, obj, c):
+    """An entry passed to a kernel from Python: its type says everything, so no data."""
+    return NativeValue(c.context.get_dummy_value())
 
 
 def _fill_shared(kind, x, shared_buffer):
@@ -240,7 +246,10 @@ def _elementwise_row_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_out
     xf, yf, gf = x.reshape(n), y.reshape(n), grad_out.reshape(grad_out.size)
     gof, lof = grad_output.reshape(grad_output.size), loss_out.reshape(loss_out.size)
     if nb == 1:  # no thread launch for a single block
-        return _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, 0, n, stream)
+        # Bounds typed as the loop's are (a literal 0 would compile _elementwise_rows twice).
+        r0, r1 = block_range(0, rows, outer)
+        return _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, r0 * K, r1 * K,
+                                 stream)
     partials = np.empty(nb)
     for b in prange(nb):
         r0, r1 = block_range(b, rows, outer)
@@ -267,58 +276,32 @@ def _elementwise_tile_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_ou
     return sum_partials(partials)
 
 
-def _by_path(name, doc, row_kernel, tile_kernel):
-    """The elementwise kernel ``name``: ``row_kernel`` on rows (``inner == 1``), ``tile_kernel``
-    on tiles, kernels of their own, so a call compiles only the path it takes."""
-    def kernel(x, *arguments):
+def _kernel(entry, doc, takes_pos_weight):
+    """The elementwise kernel of ``entry``: its driver on rows (``inner == 1``) or on tiles,
+    picked here, so a call compiles only the path it takes.  The entry is passed to the
+    driver as an argument (each entry is a Numba type of its own, so each loss compiles
+    its own driver): a jitted function binding it would be one more compiled level, and
+    each level re-optimises all the code below it."""
+    def kernel(x, y, weight, *arguments):
         if x.size == 0:
             return 0.0
-        return (row_kernel if x.shape[2] == 1 else tile_kernel)(x, *arguments)
+        if not takes_pos_weight:
+            arguments = (weight[:0], *arguments)
+        driver = _elementwise_row_blocks if x.shape[2] == 1 else _elementwise_tile_blocks
+        return driver(entry, x, y, weight, *arguments)
 
-    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__name__ = kernel.__qualname__ = entry.name
     kernel.__doc__ = doc
     return kernel
 
 
-_BINARY_CROSS_ENTROPY = ELEMENTWISE["binary_cross_entropy"]
-_BINARY_CROSS_ENTROPY_WITH_LOGITS = ELEMENTWISE["binary_cross_entropy_with_logits"]
-
-
 # The kernels of the elementwise losses, one per entry of ``ELEMENTWISE``: the
-# package exports this list.  Each is a row and a tile kernel that bind the
-# loss's entry (a constant there, so each loss compiles its own driver).
+# package exports this list.
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
-
-@njit(cache=True, error_model="numpy")
-def _binary_cross_entropy_rows(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
-    return _elementwise_row_blocks(_BINARY_CROSS_ENTROPY, p, y, weight, weight[:0], grad_scale, grad_output,
-                                   loss_out, grad_out)
-
-
-@njit(cache=True, error_model="numpy")
-def _binary_cross_entropy_tiles(p, y, weight, grad_scale, grad_output, loss_out, grad_out):
-    return _elementwise_tile_blocks(_BINARY_CROSS_ENTROPY, p, y, weight, weight[:0], grad_scale, grad_output,
-                                    loss_out, grad_out)
-
-
-@njit(cache=True, error_model="numpy")
-def _binary_cross_entropy_with_logits_rows(x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
-                                           grad_out):
-    return _elementwise_row_blocks(_BINARY_CROSS_ENTROPY_WITH_LOGITS, x, y, weight, pos_weight, grad_scale,
-                                   grad_output, loss_out, grad_out)
-
-
-@njit(cache=True, error_model="numpy")
-def _binary_cross_entropy_with_logits_tiles(x, y, weight, pos_weight, grad_scale, grad_output, loss_out,
-                                            grad_out):
-    return _elementwise_tile_blocks(_BINARY_CROSS_ENTROPY_WITH_LOGITS, x, y, weight, pos_weight, grad_scale,
-                                    grad_output, loss_out, grad_out)
-
-
-binary_cross_entropy = _by_path(
-    "binary_cross_entropy", "Sum of the elementwise BCE of probabilities ``p``; see the module docstring.",
-    _binary_cross_entropy_rows, _binary_cross_entropy_tiles)
-binary_cross_entropy_with_logits = _by_path(
-    "binary_cross_entropy_with_logits", "Sum of the elementwise BCE of logits ``x``; see the module docstring.",
-    _binary_cross_entropy_with_logits_rows, _binary_cross_entropy_with_logits_tiles)
+binary_cross_entropy = _kernel(
+    ELEMENTWISE["binary_cross_entropy"],
+    "Sum of the elementwise BCE of probabilities ``p``; see the module docstring.", takes_pos_weight=False)
+binary_cross_entropy_with_logits = _kernel(
+    ELEMENTWISE["binary_cross_entropy_with_logits"],
+    "Sum of the elementwise BCE of logits ``x``; see the module docstring.", takes_pos_weight=True)
