@@ -106,7 +106,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                     # case, stays scalar there: LLVM's overlap check fails.)
                     scale_into(e, dt(a), gr)
                     if eps != 0.0:
-                        _smoothed_gradient(gr, dt(1.0), dt(b), weight, True)
+                        _smoothed_gradient(gr, dt(1.0), dt(b), weight, eps != 0.0)  # a bool, not a literal: one compile
                 gr[t] = gt
         part += l
         if loss_out.size != 0:
