@@ -20,19 +20,21 @@ formed in scratch and copied out, so outputs may be the same memory as inputs.
 
 Loss kinds
 ----------
-A kernel passes its ``ELEMENTWISE`` entry down the driver as an argument:
-Numba types each entry as an `ElementwiseLossType` of its own name, so every
-loss compiles its own driver, and the overloads `_fill_shared`, `_loss_of`
+Each loss's kernels are copies of the drivers in which the global ``LOSS`` is
+its ``ELEMENTWISE`` entry (`_driver_for`), passed down as an argument: Numba
+types each entry as an `ElementwiseLossType` of its own name, so every loss
+compiles its own driver, and the overloads `_fill_shared`, `_loss_of`
 and `_gradient_of` call that entry's formulas (inlined, so the loops
 vectorise).  A new elementwise loss is its formulas and entry in `formulas`
-and its kernel here, made by `_kernel`, which passes the entry to the
-driver of the call's path, `_elementwise_row_blocks` or
-`_elementwise_tile_blocks`.
+and its kernel here, made by `_kernel` from the entry.
 """
+import types as pytypes
+
 import numpy as np
 from numba import prange, types
 from numba.core import datamodel
-from numba.extending import NativeValue, overload, register_model, typeof_impl, unbox
+from numba.core.imputils import lower_constant
+from numba.extending import overload, register_model, typeof_impl
 
 from .._constants import STREAM_BYTES
 from .blocking import block_range, row_blocking, sum_partials, tile_blocking
@@ -62,10 +64,10 @@ def _typeof_elementwise_loss(val, c):
     return ElementwiseLossType(val.name)
 
 
-@unbox(ElementwiseLossType)
-def _unbox_elementwise_loss(typ, obj, c):
-    """An entry passed to a kernel from Python: its type says everything, so no data."""
-    return NativeValue(c.context.get_dummy_value())
+@lower_constant(ElementwiseLossType)
+def _lower_elementwise_loss(context, builder, typ, pyval):
+    """An entry as a constant in a kernel: its type says everything, so no data."""
+    return context.get_dummy_value()
 
 
 def _fill_shared(kind, x, shared_buffer):
@@ -235,10 +237,10 @@ def _elementwise_tile(kind, x, target, weight, pos_weight, grad_scale, grad_outp
     return part
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _elementwise_row_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
-    """Parallel driver of every elementwise kernel on rows (``inner == 1``); ``kind`` is the
-    loss's ``ELEMENTWISE`` entry."""
+def _elementwise_row_blocks(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+    """Parallel driver of every elementwise kernel on rows (``inner == 1``), for the loss
+    ``LOSS`` (each loss compiles its own copy: see `_driver_for`)."""
+    kind = LOSS
     outer, K, _ = x.shape
     stream = x.size * x.itemsize >= STREAM_BYTES
     rows, nb = row_blocking(outer, K)
@@ -258,9 +260,9 @@ def _elementwise_row_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_out
     return sum_partials(partials)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _elementwise_tile_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
-    """Parallel driver of every elementwise kernel on tiles (``inner > 1``)."""
+def _elementwise_tile_blocks(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+    """Parallel driver of every elementwise kernel on tiles (``inner > 1``), for the loss ``LOSS``."""
+    kind = LOSS
     outer, K, inner = x.shape
     stream = x.size * x.itemsize >= STREAM_BYTES
     T, tiles, nb = tile_blocking(outer * K, 1, inner)
@@ -276,19 +278,40 @@ def _elementwise_tile_blocks(kind, x, y, weight, pos_weight, grad_scale, grad_ou
     return sum_partials(partials)
 
 
+# The loss of a driver's copy (see `_driver_for`); None in the drivers themselves, which are
+# never compiled.
+LOSS = None
+
+
+def _driver_for(entry, driver):
+    """A parallel kernel of ``driver`` for the loss ``entry``: a copy of the function whose
+    global ``LOSS`` is the entry (Numba takes a global as a constant, of the entry's own
+    type, so each loss compiles its own kernel), named after both, so that each has its
+    own cache entries.
+
+    Not a jitted function binding the entry: that would be one more compiled level, and
+    each level re-optimises all the code below it.  Not the entry as an argument: typing
+    a Python object costs each call microseconds of dispatch.
+    """
+    copy = pytypes.FunctionType(driver.__code__, {**driver.__globals__, "LOSS": entry},
+                                f"{driver.__name__}_{entry.name}")
+    copy.__qualname__ = copy.__name__
+    copy.__doc__ = driver.__doc__
+    return njit(parallel=True, cache=True, error_model="numpy")(copy)
+
+
 def _kernel(entry, doc, takes_pos_weight):
-    """The elementwise kernel of ``entry``: its driver on rows (``inner == 1``) or on tiles,
-    picked here, so a call compiles only the path it takes.  The entry is passed to the
-    driver as an argument (each entry is a Numba type of its own, so each loss compiles
-    its own driver): a jitted function binding it would be one more compiled level, and
-    each level re-optimises all the code below it."""
+    """The elementwise kernel of ``entry``: its parallel kernel on rows (``inner == 1``) or
+    on tiles, picked here, so a call compiles only the path it takes."""
+    row_kernel = _driver_for(entry, _elementwise_row_blocks)
+    tile_kernel = _driver_for(entry, _elementwise_tile_blocks)
+
     def kernel(x, y, weight, *arguments):
         if x.size == 0:
             return 0.0
         if not takes_pos_weight:
             arguments = (weight[:0], *arguments)
-        driver = _elementwise_row_blocks if x.shape[2] == 1 else _elementwise_tile_blocks
-        return driver(entry, x, y, weight, *arguments)
+        return (row_kernel if x.shape[2] == 1 else tile_kernel)(x, y, weight, *arguments)
 
     kernel.__name__ = kernel.__qualname__ = entry.name
     kernel.__doc__ = doc
