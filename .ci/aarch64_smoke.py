@@ -13,7 +13,11 @@ The shapes are small and odd (vector remainders taken): the batch takes the kern
 row paths, the spatial map their tile paths.  Under emulation the time is Numba's
 compilation, on the first call of each path and dtype; the probability targets and
 streamed gradients of ``python -m fastloss warm-up`` are left out.
+``--numba-dtypes`` and ``--numba-layouts`` narrow the Numba cases (every function
+still runs) when emulated compilation must fit a time budget, as in .ci/run; the
+Cython cases always all run.
 """
+import argparse
 import os
 import platform
 import sys
@@ -84,7 +88,19 @@ def check(call, expected, dtype):
     return worst
 
 
+def parse_arguments():
+    parser = argparse.ArgumentParser(description="Smoke test of both fastloss backends.")
+    parser.add_argument("--numba-dtypes", nargs="+", choices=[np.dtype(d).name for d in DTYPES],
+                        default=[np.dtype(d).name for d in DTYPES], help="the dtypes of the Numba cases")
+    parser.add_argument("--numba-layouts", nargs="+", choices=list(SHAPES), default=list(SHAPES),
+                        help="the layouts of the Numba cases")
+    return parser.parse_args()
+
+
 def main():
+    arguments = parse_arguments()
+    selected = {"cython": (list(SHAPES), [np.dtype(d).name for d in DTYPES]),
+                "numba": (arguments.numba_layouts, arguments.numba_dtypes)}
     print(f"machine {platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}, "
           f"Numba {numba.__version__}, fastloss from {os.path.dirname(fl.__file__)}")
     x86 = platform.machine() in ("x86_64", "AMD64")
@@ -101,8 +117,12 @@ def main():
     for name in ("cython", "numba"):
         fl.set_backend(name)
         start = time.perf_counter()
+        layouts, dtypes = selected[name]
+        print(f"{name} cases: layouts {', '.join(layouts)}; dtypes {', '.join(dtypes)}")
         for layout, shape in SHAPES.items():
             for dtype in DTYPES:
+                if layout not in layouts or np.dtype(dtype).name not in dtypes:
+                    continue
                 for function, call, expected in cases(shape, dtype, rng):
                     case = f"{name:6} {np.dtype(dtype).name:7} {layout:7} {function:33}"
                     case_start = time.perf_counter()
