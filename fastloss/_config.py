@@ -19,14 +19,23 @@ def _version(distribution):
         return None
 
 
-def _cpu_model():
+def _cpu_model(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's name from Linux's cpuinfo: its "model name" (x86) or "Model" line; on Arm,
+    which names no model, its implementer and part codes (the first core's); else what
+    `platform` knows."""
+    fields = {}
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
+        with open(cpuinfo_path) as cpuinfo:
             for line in cpuinfo:
-                if line.startswith(("model name", "Model")):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    for key in ("model name", "Model"):
+        if fields.get(key):
+            return fields[key]
+    if fields.get("CPU implementer") and fields.get("CPU part"):
+        return f"Arm implementer {fields['CPU implementer']}, part {fields['CPU part']}"
     return platform.processor() or "unknown"
 
 
