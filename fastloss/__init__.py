@@ -1,7 +1,8 @@
 """fastloss: fused CPU kernels for classification losses, equal to PyTorch.
 
 softmax / log_softmax and their backward passes, nll_loss, cross_entropy,
-binary_cross_entropy and binary_cross_entropy_with_logits, for NumPy arrays
+binary_cross_entropy and binary_cross_entropy_with_logits, sigmoid_focal_loss
+and kl_div, for NumPy arrays
 of any layout, with the loss and its gradient computed in one pass.  Two
 backends (Numba and Cython/OpenMP) implement the same kernels.
 

@@ -1,4 +1,4 @@
-"""Elementwise losses (every element a position): binary_cross_entropy and binary_cross_entropy_with_logits.
+"""Elementwise losses (every element a position): the binary cross-entropies, sigmoid_focal_loss, kl_div.
 
 Each public function is a thin call of `_elementwise_loss` with its registry entry
 (`fastloss._registry.LOSSES`); the backends' elementwise driver computes it.
@@ -11,7 +11,10 @@ from ._layout import ClassLayout, Output, absent, private_copy
 from ._reduction import gradient_scale, reduced
 from ._registry import LOSSES, run_kernel
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss", "kl_div"]
+
+# What kl_div's reductions add to torch's three.
+KL_REDUCTIONS = (*_validate.REDUCTIONS, "batchmean")
 
 
 def _varying_axes(factor, shape):
@@ -40,15 +43,29 @@ def _factor_vector(factor, shape, axis, dtype):
     return np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (shape[axis],)), dtype=dtype)
 
 
+def _normaliser(reduction, shape):
+    """The divisor of a reduction: the element count for "mean", the batch size
+    (``shape[0]``; 1 for 0-d input, as torch) for "batchmean", else 1."""
+    if reduction == "mean":
+        return float(np.prod(shape, dtype=np.float64))
+    if reduction == "batchmean" and shape:
+        return float(shape[0])
+    return 1.0
+
+
 def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad_output,
-                      gradient_out):
+                      gradient_out, target_kind="elements", options=None, reductions=_validate.REDUCTIONS,
+                      normaliser=None):
     """The elementwise loss ``spec`` (a `fastloss._registry.LossSpec`); ``factors`` maps
-    ``"weight"`` and each of ``spec.factors`` to what the caller passed (None if nothing)."""
+    ``"weight"`` and each per-element factor the kernel takes to what the caller passed
+    (None if nothing); ``options`` the kernel's scalar options by name (checked already);
+    ``target_kind`` picks the kernel of ``spec.kernels``; ``normaliser`` overrides the
+    reduction's divisor (the flattened call keeps the caller's shape's)."""
     x, compute, result = _validate.as_input(input)
     target = np.asarray(target)
     _validate.float_dtypes(target, "target")
     _validate.same_shape(target, x.shape, "target")
-    reduction = _validate.reduction(reduction)
+    reduction = _validate.reduction(reduction, reductions)
     _validate.gradient_request(return_grad, grad_output, gradient_out)
     varying = set()     # axes along which some factor varies
     for name, value in factors.items():
@@ -73,7 +90,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
              for name, factor in factors.items()},
             reduction, return_grad,
             upstream.reshape(flat) if isinstance(upstream, np.ndarray) else upstream,
-            flat_gradient_out)
+            flat_gradient_out, target_kind, options, reductions, _normaliser(reduction, x.shape))
         loss, grad = outcome if return_grad else (outcome, None)
         if reduction == "none":
             loss = loss.reshape(x.shape)
@@ -96,7 +113,8 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
         loss = layout.empty(compute)
         loss3 = layout.view(loss, compute)
     else:
-        normaliser = float(x.size) if reduction == "mean" else 1.0
+        if normaliser is None:
+            normaliser = _normaliser(reduction, x.shape)
         grad_scale = gradient_scale(upstream, normaliser)
         upstream3 = absent(3, compute)
         loss3 = absent(3, compute)
@@ -105,8 +123,8 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
             if return_grad else None)
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
-    total = run_kernel(kernels(), spec.kernels["elements"], x3, y3, vectors["weight"], vectors,
-                       grad_scale, upstream3, loss3, grad3)
+    total = run_kernel(kernels(), spec.kernels[target_kind], x3, y3, vectors["weight"],
+                       {**vectors, **(options or {})}, grad_scale, upstream3, loss3, grad3)
 
     if reduction == "none":
         value = loss.astype(result, copy=False)
@@ -115,15 +133,18 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
     return (value, grad.finish()) if return_grad else value
 
 
-_COMMON = """
+_REDUCTION = """
     reduction : {{"mean", "sum", "none"}}, optional
         "mean" divides the summed loss by the number of elements (weights do
         not enter the divisor, as in torch); "none" returns the loss of every
         element.
+"""
+
+_GRADIENT_ARGUMENTS = """
     return_grad : bool, optional
         Also return the gradient with respect to ``input`` from the same pass.
     grad_output : array_like, optional
-        The upstream gradient (default 1): a scalar for "mean"/"sum", an array
+        The upstream gradient (default 1): a scalar for the reductions, an array
         broadcastable to the input for "none".  Needs ``return_grad=True``.
     gradient_out : ndarray, optional
         Where to write the gradient: ``input``'s shape and floating dtype, any
@@ -132,7 +153,7 @@ _COMMON = """
     Returns
     -------
     loss : numpy scalar or ndarray
-        A scalar of the input's floating dtype for "mean"/"sum" (NaN for a
+        A scalar of the input's floating dtype for the reductions (NaN for a
         "mean" over no elements); the input's shape for "none".
     grad : ndarray
         Only with ``return_grad=True``: the gradient of ``sum(grad_output * loss)``
@@ -141,13 +162,13 @@ _COMMON = """
     Raises
     ------
     ValueError
-        A target whose shape is not the input's, a ``weight`` or ``pos_weight``
-        that does not broadcast to it, an unknown ``reduction``,
+        A target whose shape is not the input's{factors}, an unknown ``reduction``,
         ``grad_output``/``gradient_out`` without ``return_grad``{extra}.
     TypeError
         An input that cannot be a loss (complex, object, str, datetime), or a
-        ``gradient_out`` of the wrong dtype.
+        ``gradient_out`` of the wrong dtype{type_extra}.
 """
+_BINARY_FACTORS = ", a ``weight`` or ``pos_weight`` that does not broadcast to it"
 
 
 def binary_cross_entropy(input, target, weight=None, *, reduction="mean",
@@ -164,6 +185,21 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, pos_weight=N
                              grad_output, gradient_out)
 
 
+def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="none", return_grad=False,
+                       grad_output=None, gradient_out=None):
+    alpha, gamma = _validate.focal_parameters(alpha, gamma)
+    return _elementwise_loss(LOSSES["sigmoid_focal_loss"], input, target, {"weight": None}, reduction,
+                             return_grad, grad_output, gradient_out, options={"alpha": alpha, "gamma": gamma})
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False, grad_output=None,
+           gradient_out=None):
+    return _elementwise_loss(LOSSES["kl_div"], input, target, {"weight": None}, reduction, return_grad,
+                             grad_output, gradient_out,
+                             target_kind="log_probabilities" if log_target else "probabilities",
+                             reductions=KL_REDUCTIONS)
+
+
 binary_cross_entropy.__doc__ = """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
 
     ``loss = -weight * (target * log(input) + (1 - target) * log(1 - input))``,
@@ -178,7 +214,8 @@ binary_cross_entropy.__doc__ = """Binary cross-entropy of probabilities, as ``to
         Targets of the input's shape (floating; integers are taken as floats).
     weight : array_like, optional
         A rescaling weight that broadcasts against the input.
-""" + _COMMON.format(extra=", an input outside [0, 1] (or NaN)") + """
+""" + _REDUCTION + _GRADIENT_ARGUMENTS.format(factors=_BINARY_FACTORS,
+                                                extra=", an input outside [0, 1] (or NaN)", type_extra="") + """
     Examples
     --------
     >>> import numpy as np, fastloss as fl
@@ -203,11 +240,81 @@ binary_cross_entropy_with_logits.__doc__ = """Binary cross-entropy of logits, as
     pos_weight : array_like, optional
         A weight of the positive term that broadcasts against the input, e.g.
         ``(C,)`` for ``(N, C)`` input or ``(C, 1, 1)`` for ``(N, C, H, W)``.
-""" + _COMMON.format(extra="") + """
+""" + _REDUCTION + _GRADIENT_ARGUMENTS.format(factors=_BINARY_FACTORS, extra="", type_extra="") + """
     Examples
     --------
     >>> import numpy as np, fastloss as fl
     >>> logits = np.array([[0.2], [-1.0], [2.0]])
     >>> round(float(fl.binary_cross_entropy_with_logits(logits, np.array([[1.0], [0.0], [1.0]]))), 6)
     0.34611
+    """
+
+sigmoid_focal_loss.__doc__ = """Sigmoid focal loss of logits, as ``torchvision.ops.sigmoid_focal_loss``.
+
+    ``loss = alpha_t * ce * (1 - p_t) ** gamma`` with ``p = sigmoid(input)``,
+    ``ce`` the binary cross-entropy with logits, ``p_t = p * target + (1 - p) *
+    (1 - target)`` and ``alpha_t = alpha * target + (1 - alpha) * (1 - target)``
+    (1 when ``alpha < 0``).  ``1 - p_t`` is formed from ``exp(-|input|)`` as
+    ``target * sigmoid(-x) + (1 - target) * sigmoid(x)``, so it keeps its digits
+    where torchvision's ``1 - p_t`` rounds to 0: for logits up to 1e4 and any
+    ``gamma``, loss and gradient are finite, where torchvision's gradient is NaN
+    for ``gamma < 1`` once ``p_t`` rounds to 1.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits, any shape (0-d included).
+    target : array_like
+        Targets of the input's shape, usually 0 or 1 (soft targets are taken as
+        in torchvision's formula).
+    alpha : float, optional
+        The weight of the positive term, 0.25 by default; negative turns the
+        alpha factor off (torchvision's -1).
+    gamma : float, optional
+        The focusing exponent, at least 0 (2 by default; 0 gives alpha-weighted
+        BCE with logits).  torchvision accepts a negative one; fastloss raises.
+    reduction : {"none", "mean", "sum"}, optional
+        "none" (the default, as torchvision's) returns the loss of every
+        element; "mean" divides the sum by the number of elements.
+""" + _GRADIENT_ARGUMENTS.format(factors="", extra=", a non-finite ``alpha`` or ``gamma``, ``gamma < 0``",
+                                 type_extra=", an ``alpha`` or ``gamma`` that is not a real number") + """
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> logits = np.array([[2.0, -1.0], [-3.0, 0.5]])
+    >>> targets = np.array([[1.0, 0.0], [1.0, 0.0]])
+    >>> fl.sigmoid_focal_loss(logits, targets).round(4).tolist()
+    [[0.0005, 0.017], [0.6916, 0.2831]]
+    """
+
+kl_div.__doc__ = """Pointwise Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
+
+    ``input`` holds log-probabilities ``log q``; the loss of each element is
+    ``target * (log(target) - input)`` (``0 * log 0 = 0``, torch's ``xlogy``),
+    or with ``log_target=True``, ``exp(target) * (target - input)``.  Summed over
+    a distribution's axis it is ``KL(target || q)``.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities, any shape (0-d included).  They are not checked, as
+        in torch.
+    target : array_like
+        Probabilities (log-probabilities with ``log_target=True``) of the
+        input's shape; torch also broadcasts them, fastloss does not.
+    reduction : {"mean", "batchmean", "sum", "none"}, optional
+        torch's: "mean" divides the sum by the number of elements (torch's
+        default, which torch warns about), "batchmean" by the size of the first
+        axis (the KL divergence per sample; the sum for 0-d input), "none"
+        returns every element's term.
+    log_target : bool, optional
+        Whether ``target`` holds log-probabilities.
+""" + _GRADIENT_ARGUMENTS.format(factors="", extra="", type_extra="") + """
+    Examples
+    --------
+    >>> import numpy as np, fastloss as fl
+    >>> log_q = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> p = np.array([[0.25, 0.25, 0.5], [0.0, 0.2, 0.8]])
+    >>> round(float(fl.kl_div(log_q, p, reduction="batchmean")), 6)
+    0.155958
     """

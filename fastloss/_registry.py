@@ -4,7 +4,7 @@ A loss is one of two kinds, each served by one driver in both backends:
 
 ``elementwise``
     every element of the input is a position with its own loss (the binary
-    family; next, sigmoid focal loss).  The driver is
+    cross-entropies, sigmoid focal loss, the pointwise KL divergence).  The driver is
     ``fastloss/_numba/elementwise.py`` / ``fastloss/_cython/elementwise.pyx``.
 ``class_axis``
     a position's loss depends on its whole row of C classes (cross-entropy,
@@ -12,7 +12,7 @@ A loss is one of two kinds, each served by one driver in both backends:
 
 The front layer reads a loss's spec here instead of passing booleans down:
 which input it takes (``"probabilities"`` are checked to lie in [0, 1];
-``"log_probabilities"`` take class targets only), which backend kernel serves
+``"log_probabilities"`` are not checked), which backend kernel serves
 each kind of target, and the arguments that kernel takes between ``weight``
 and ``grad_scale``, by name, in order (the names of the front layer's
 prepared values: per-element factors such as ``pos_weight``, scalar options
@@ -28,8 +28,10 @@ class LossSpec:
     name: str
     kind: str                 # "elementwise" or "class_axis"
     input: str                # "logits", "probabilities" or "log_probabilities"
-    # Backend kernel by target kind, "elements" (elementwise losses), "classes"
-    # (class-index targets) or "probabilities" (class-probability targets).
+    # Backend kernel by target kind: "elements" (an elementwise loss's targets),
+    # "classes" (class-index targets), "probabilities" (class-probability
+    # targets; kl_div's plain targets) or "log_probabilities" (kl_div's with
+    # log_target=True).
     kernels: dict = field(default_factory=dict)
 
 
@@ -56,6 +58,11 @@ LOSSES = {
                  {"elements": KernelCall("binary_cross_entropy")}),
         LossSpec("binary_cross_entropy_with_logits", "elementwise", "logits",
                  {"elements": KernelCall("binary_cross_entropy_with_logits", ("pos_weight",))}),
+        LossSpec("sigmoid_focal_loss", "elementwise", "logits",
+                 {"elements": KernelCall("sigmoid_focal_loss", ("alpha", "gamma"))}),
+        LossSpec("kl_div", "elementwise", "log_probabilities",
+                 {"probabilities": KernelCall("kl_div"),
+                  "log_probabilities": KernelCall("kl_div_log_target")}),
         LossSpec("nll_loss", "class_axis", "log_probabilities",
                  {"classes": KernelCall("nll_loss", ("ignore_index",))}),
         LossSpec("cross_entropy", "class_axis", "logits",

@@ -3,6 +3,7 @@
 Each function takes what the caller passed and returns it in the form the
 layout layer needs (an ndarray of the compute dtype, a normalised axis, ...).
 """
+import numbers
 import operator
 
 import numpy as np
@@ -57,10 +58,27 @@ def class_axis(value, ndim):
     return axis(value, ndim)
 
 
-def reduction(value):
-    if value not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {value!r}")
+def reduction(value, allowed=REDUCTIONS):
+    """A reduction name, one of ``allowed`` (torch's three; the KL losses add "batchmean")."""
+    if value not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {value!r}")
     return value
+
+
+def focal_parameters(alpha, gamma):
+    """The sigmoid focal loss's ``alpha`` (finite; negative turns the alpha factor off, as in
+    torchvision) and ``gamma`` (finite, at least 0), as floats."""
+    values = []
+    for name, value in (("alpha", alpha), ("gamma", gamma)):
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {value!r}")
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        values.append(value)
+    if values[1] < 0:
+        raise ValueError(f"gamma must be at least 0, got {values[1]}")
+    return tuple(values)
 
 
 def label_smoothing(value):

@@ -71,3 +71,29 @@ def normaliser_backward(name, grad_output, output, axis):
     gy, y = _tensor(grad_output), _tensor(output)
     kernel = getattr(torch.ops.aten, f"_{name}_backward_data")
     return kernel(gy, y, axis % max(y.dim(), 1), y.dtype).numpy()
+
+
+def focal_reference(x, target, alpha, gamma, reduction, stable=False):
+    """torchvision's sigmoid_focal_loss, transcribed with torch ops (torchvision is not a
+    dependency); ``stable`` forms ``(1 - p_t) ** gamma`` as ``exp(gamma log(1 - p_t))`` with the
+    log from log-sigmoids, the same function with no 0 * inf where 1 - p_t rounds to 0."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, target, reduction="none")
+    if stable:
+        log_q = torch.logaddexp(torch.log(target) + F.logsigmoid(-x), torch.log1p(-target) + F.logsigmoid(x))
+        loss = ce * torch.exp(gamma * log_q)
+    else:
+        p_t = p * target + (1 - p) * (1 - target)
+        loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return {"mean": loss.mean, "sum": loss.sum}.get(reduction, lambda: loss)()
+
+
+def focal_loss_and_grad(x, target, alpha, gamma, reduction, grad_output=None, stable=False):
+    """`focal_reference` of numpy inputs, and d(sum(grad_output * loss))/d(input)."""
+    xt = _tensor(x).requires_grad_(True)
+    loss = focal_reference(xt, _tensor(target).to(xt.dtype), alpha, gamma, reduction, stable)
+    upstream = torch.ones_like(loss) if grad_output is None else _tensor(grad_output).to(loss.dtype)
+    loss.backward(upstream.expand_as(loss))
+    return loss.detach().numpy(), xt.grad.numpy()

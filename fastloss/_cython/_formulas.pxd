@@ -11,20 +11,26 @@ Element-wise losses
 -------------------
 ``ElementwiseLoss`` is their registry, one entry per loss;
 ``elementwise_loss`` / ``elementwise_grad`` give one element's loss and
-``g * dl/dx`` for an entry, with x the input, y the target, z = exp(-|x|)
-(``logit_exp``, for a loss that ``takes_logits``) and pw the pos_weight.  A
-new element-wise loss is its formulas here, an entry in the registry and its
-cases in these three functions; in ``elementwise.pyx``, a kernel entry point
-that runs its entry and the line of ``_chunk`` that instantiates its loops.
+``g * dl/dx`` for an entry, with x the input, y the target, z the entry's
+shared term (``shared_term``: exp(-|x|) for the losses on logits, log y or
+exp y for the KL divergences; taken in a loop of its own when ``has_shared``),
+pw the pos_weight and (a, b) the loss's two scalar options (sigmoid focal
+loss: alpha, gamma).  A new element-wise loss is its formulas here, an entry
+in the registry and its cases in these four functions; in ``elementwise.pyx``,
+a kernel entry point that runs its entry and the line of ``_chunk`` that
+instantiates its loops.
 """
 from cython cimport floating
 
-from fastloss._cython._vector_math cimport fexp_neg, flog, flog1p, flog1p_unit
+from fastloss._cython._vector_math cimport fexp, fexp_neg, flog, flog1p, flog1p_unit
 
 
 cdef enum ElementwiseLoss:
-    BCE              # binary_cross_entropy: y against probabilities p
-    BCE_WITH_LOGITS  # binary_cross_entropy_with_logits: y against logits x, pos_weight
+    BCE                 # binary_cross_entropy: y against probabilities p
+    BCE_WITH_LOGITS     # binary_cross_entropy_with_logits: y against logits x, pos_weight
+    SIGMOID_FOCAL       # sigmoid_focal_loss: y against logits x, alpha, gamma
+    KL_DIV              # kl_div: probabilities y against log-probabilities x
+    KL_DIV_LOG_TARGET   # kl_div, log_target=True: log-probabilities y against x
 
 
 # ---- binary cross-entropy on probabilities ---------------------------------
@@ -56,12 +62,6 @@ cdef inline floating bce_grad(floating p, floating y, floating g) noexcept nogil
 # sigmoid(x) = (1 if x >= 0 else z) / (1 + z).  Without pos_weight (weighted
 # false) pw is not read.
 
-cdef inline floating logit_exp(floating x) noexcept nogil:
-    """z = exp(-|x|)."""
-    cdef floating zero = 0
-    return fexp_neg(x if x < zero else -x)
-
-
 cdef inline floating bce_logits_loss(floating x, floating y, floating z, floating pw,
                                      bint weighted) noexcept nogil:
     """(1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)."""
@@ -84,24 +84,113 @@ cdef inline floating bce_logits_grad(floating x, floating y, floating z, floatin
     return (sig - y) * g
 
 
+# ---- sigmoid focal loss (torchvision's) -------------------------------------
+# With z = exp(-|x|), p = sigmoid(x): q = 1 - p_t = y (1 - p) + (1 - y) p from
+# sigmoid(|x|) and sigmoid(-|x|) (so q keeps its digits however small), ce the
+# BCE with logits and a_t = alpha y + (1 - alpha)(1 - y) (1 for alpha < 0):
+# l = a_t ce q**gamma.
+
+cdef inline floating focal_modulation(floating q, floating gamma) noexcept nogil:
+    """q**gamma for 0 <= q <= 1, gamma >= 0: exact products for gamma 0, 1 and 2
+    (0**0 and NaN**0 are 1, as torch's pow), exp(gamma log q) else."""
+    cdef floating zero = 0, one = 1, two = 2
+    if gamma == two:
+        return q * q
+    if gamma == one:
+        return q
+    if gamma == zero:
+        return one
+    return fexp(gamma * flog(q))
+
+
+cdef inline floating focal_alpha(floating y, floating alpha) noexcept nogil:
+    """a_t = alpha y + (1 - alpha)(1 - y), 1 for alpha < 0."""
+    cdef floating zero = 0, one = 1
+    return alpha * y + (one - alpha) * (one - y) if alpha >= zero else one
+
+
+cdef inline floating focal_complement(floating x, floating y, floating z) noexcept nogil:
+    """q = y sigmoid(-x) + (1 - y) sigmoid(x)."""
+    cdef floating zero = 0, one = 1
+    cdef floating big = one / (one + z), small = z / (one + z)
+    return y * (small if x >= zero else big) + (one - y) * (big if x >= zero else small)
+
+
+cdef inline floating focal_loss(floating x, floating y, floating z, floating alpha,
+                                floating gamma) noexcept nogil:
+    """a_t ce q**gamma."""
+    return (focal_alpha(y, alpha) * bce_logits_loss(x, y, z, 1, False)
+            * focal_modulation(focal_complement(x, y, z), gamma))
+
+
+cdef inline floating focal_grad(floating x, floating y, floating z, floating alpha,
+                                floating gamma, floating g) noexcept nogil:
+    """g a_t q**gamma ((p - y) + gamma ce r (1 - 2 y)), r = p (1 - p) / q in [0, 1] (0 where
+    q is): the derivative with dq/dx = q r (1 - 2 y), free of q**(gamma - 1)."""
+    cdef floating zero = 0, one = 1
+    cdef floating q = focal_complement(x, y, z)
+    cdef floating r = z / ((one + z) * (one + z) * q) if q != zero else zero
+    cdef floating ce = bce_logits_loss(x, y, z, 1, False)
+    return (g * focal_alpha(y, alpha) * focal_modulation(q, gamma)
+            * (bce_logits_grad(x, y, z, 1, False, 1) + gamma * ce * r * (one - y - y)))
+
+
+# ---- KL divergence (torch's kl_div, pointwise) -----------------------------
+# x = log q; with probability targets z = log y, with log-probability targets z = exp(y).
+
+cdef inline floating kl_loss(floating x, floating y, floating log_y) noexcept nogil:
+    """xlogy(y, y) - y x (0 log 0 = 0; NaN for y < 0, as torch)."""
+    cdef floating zero = 0
+    return (zero if y == zero else y * log_y) - y * x
+
+
+cdef inline floating kl_log_target_loss(floating x, floating y, floating exp_y) noexcept nogil:
+    """exp(y) (y - x)."""
+    return exp_y * (y - x)
+
+
 # ---- the registry's dispatch (constant loss: folds to one formula) ---------
 
-cdef inline bint takes_logits(ElementwiseLoss loss) noexcept nogil:
-    """Whether the loss reads z = exp(-|x|) (its own loop: see elementwise.pyx)."""
-    return loss == BCE_WITH_LOGITS
+cdef inline bint has_shared(ElementwiseLoss loss) noexcept nogil:
+    """Whether the loss reads a shared term z (its own loop: see elementwise.pyx)."""
+    return loss != BCE
+
+
+cdef inline floating shared_term(ElementwiseLoss loss, floating x, floating y) noexcept nogil:
+    """z: exp(-|x|) for the losses on logits, log y or exp y for the KL divergences."""
+    cdef floating zero = 0
+    if loss == KL_DIV:
+        return flog(y)
+    if loss == KL_DIV_LOG_TARGET:
+        return fexp(y)
+    return fexp_neg(x if x < zero else -x)
 
 
 cdef inline floating elementwise_loss(ElementwiseLoss loss, floating x, floating y, floating z,
-                                      floating pw, bint weighted) noexcept nogil:
+                                      floating pw, bint weighted, floating a,
+                                      floating b) noexcept nogil:
     if loss == BCE:
         return bce_loss(x, y)
+    if loss == SIGMOID_FOCAL:
+        return focal_loss(x, y, z, a, b)
+    if loss == KL_DIV:
+        return kl_loss(x, y, z)
+    if loss == KL_DIV_LOG_TARGET:
+        return kl_log_target_loss(x, y, z)
     return bce_logits_loss(x, y, z, pw, weighted)
 
 
 cdef inline floating elementwise_grad(ElementwiseLoss loss, floating x, floating y, floating z,
-                                      floating pw, bint weighted, floating g) noexcept nogil:
+                                      floating pw, bint weighted, floating a, floating b,
+                                      floating g) noexcept nogil:
     if loss == BCE:
         return bce_grad(x, y, g)
+    if loss == SIGMOID_FOCAL:
+        return focal_grad(x, y, z, a, b, g)
+    if loss == KL_DIV:
+        return -g * y       # d/dx of -y x
+    if loss == KL_DIV_LOG_TARGET:
+        return -g * z       # -g exp(y)
     return bce_logits_grad(x, y, z, pw, weighted, g)
 
 

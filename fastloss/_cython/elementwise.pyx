@@ -24,8 +24,8 @@ from fastloss._cython._blocking cimport (
 )
 from fastloss._cython._constants cimport BLOCK_ELEMS
 from fastloss._cython._formulas cimport (
-    BCE, BCE_WITH_LOGITS, ElementwiseLoss, elementwise_grad, elementwise_loss, logit_exp,
-    takes_logits,
+    BCE, BCE_WITH_LOGITS, KL_DIV, KL_DIV_LOG_TARGET, SIGMOID_FOCAL, ElementwiseLoss, elementwise_grad,
+    elementwise_loss, has_shared, shared_term,
 )
 from fastloss._cython._machine cimport fl_stream_fence, stream_into, stream_result
 from fastloss._cython._row_loops cimport lane_sum
@@ -39,7 +39,7 @@ def binary_cross_entropy(const floating[:, :, ::1] p, const floating[:, :, ::1] 
                          const floating[:, :, ::1] grad_output, floating[:, :, ::1] loss_out,
                          floating[:, :, ::1] grad_out):
     """l = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)); returns sum(l)."""
-    return _run(p, y, weight, weight[:0], grad_scale, grad_output, loss_out, grad_out, BCE)
+    return _run(p, y, weight, weight[:0], 0, 0, grad_scale, grad_output, loss_out, grad_out, BCE)
 
 
 def binary_cross_entropy_with_logits(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
@@ -48,13 +48,39 @@ def binary_cross_entropy_with_logits(const floating[:, :, ::1] x, const floating
                                      const floating[:, :, ::1] grad_output,
                                      floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out):
     """l = w ((1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)); returns sum(l)."""
-    return _run(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out,
+    return _run(x, y, weight, pos_weight, 0, 0, grad_scale, grad_output, loss_out, grad_out,
                 BCE_WITH_LOGITS)
+
+
+def sigmoid_focal_loss(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
+                       const floating[::1] weight, double alpha, double gamma, double grad_scale,
+                       const floating[:, :, ::1] grad_output, floating[:, :, ::1] loss_out,
+                       floating[:, :, ::1] grad_out):
+    """l = w a_t ce (1 - p_t)**gamma (torchvision's; see _formulas.pxd); returns sum(l)."""
+    return _run(x, y, weight, weight[:0], alpha, gamma, grad_scale, grad_output, loss_out,
+                grad_out, SIGMOID_FOCAL)
+
+
+def kl_div(const floating[:, :, ::1] x, const floating[:, :, ::1] y, const floating[::1] weight,
+           double grad_scale, const floating[:, :, ::1] grad_output,
+           floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out):
+    """l = w (xlogy(y, y) - y x); returns sum(l)."""
+    return _run(x, y, weight, weight[:0], 0, 0, grad_scale, grad_output, loss_out, grad_out,
+                KL_DIV)
+
+
+def kl_div_log_target(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
+                      const floating[::1] weight, double grad_scale,
+                      const floating[:, :, ::1] grad_output, floating[:, :, ::1] loss_out,
+                      floating[:, :, ::1] grad_out):
+    """l = w exp(y) (y - x); returns sum(l)."""
+    return _run(x, y, weight, weight[:0], 0, 0, grad_scale, grad_output, loss_out, grad_out,
+                KL_DIV_LOG_TARGET)
 
 
 cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
                  const floating[::1] weight, const floating[::1] pos_weight,
-                 double gscale, const floating[:, :, ::1] grad_output,
+                 double alpha, double gamma, double gscale, const floating[:, :, ::1] grad_output,
                  floating[:, :, ::1] loss_out, floating[:, :, ::1] grad_out,
                  ElementwiseLoss loss) except? -1:
     cdef Py_ssize_t K = x.shape[1], inner = x.shape[2]
@@ -91,7 +117,7 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
         for b in prange(n_blocks, schedule="static"):
             if buf != NULL:
                 f0 = b * BLOCK_ELEMS
-                part[b] = _block(loss, xp, yp, w, pw, gscale, go, lo, gr, K, inner,
+                part[b] = _block(loss, xp, yp, w, pw, alpha, gamma, gscale, go, lo, gr, K, inner,
                                  f0, min(n, f0 + BLOCK_ELEMS), stream, buf)
         free_scratch(buf)
     check_scratch(failed)
@@ -99,12 +125,13 @@ cdef double _run(const floating[:, :, ::1] x, const floating[:, :, ::1] y,
 
 
 cdef double _block(ElementwiseLoss loss, const floating* x, const floating* y,
-                   const floating* w, const floating* pw, double gscale, const floating* go,
+                   const floating* w, const floating* pw, double alpha, double gamma,
+                   double gscale, const floating* go,
                    floating* lo, floating* gr, Py_ssize_t K, Py_ssize_t inner, Py_ssize_t f0,
                    Py_ssize_t f1, bint stream, floating* buf) noexcept nogil:
     """Sum of the losses of flat elements [f0, f1).
 
-    buf holds CHUNK-long arrays: losses, exp(-|x|), ones, weights, pos_weights,
+    buf holds CHUNK-long arrays: losses, the shared terms, ones, weights, pos_weights,
     and the gradient when it is streamed out.
     """
     cdef double total = 0
@@ -127,7 +154,8 @@ cdef double _block(ElementwiseLoss loss, const floating* x, const floating* y,
             _lay_out(w, k, inner == 1, n, wk)
             _lay_out(pw, k, inner == 1, n, pwk)
             gk = buf + 5 * CHUNK if stream and gr != NULL else advance(gr, f)
-            _chunk(loss, x + f, y + f, wk, pwk, pw != NULL, <floating>gscale,
+            _chunk(loss, x + f, y + f, wk, pwk, pw != NULL, <floating>alpha, <floating>gamma,
+                   <floating>gscale,
                    go + f if go != NULL else <const floating*>(buf + 2 * CHUNK),
                    gk, n, buf, buf + CHUNK)
             total += lane_sum(buf, n)
@@ -157,38 +185,46 @@ cdef inline void _lay_out(const floating* v, Py_ssize_t k, bint per_element, Py_
 
 
 cdef void _chunk(ElementwiseLoss loss, const floating* x, const floating* y,
-                 const floating* wk, const floating* pwk, bint weighted, floating g,
-                 const floating* go, floating* gr, Py_ssize_t n, floating* out,
-                 floating* z) noexcept nogil:
+                 const floating* wk, const floating* pwk, bint weighted, floating alpha,
+                 floating gamma, floating g, const floating* go, floating* gr, Py_ssize_t n,
+                 floating* out, floating* z) noexcept nogil:
     """out[:n] = the losses of n elements, gr[:n] (unless NULL) = their gradient.
 
-    z is scratch for exp(-|x|).  The registry entry and `weighted` (pos_weight
-    given) are tested here, outside the loops: each _loops call below passes
-    them as constants, so once inlined its loops hold one formula (inside,
-    gcc would compute every form under masks).
+    z is scratch for the shared terms.  The registry entry and `weighted`
+    (pos_weight given) are tested here, outside the loops: each _loops call
+    below passes them as constants, so once inlined its loops hold one formula
+    (inside, gcc would compute every form under masks).
     """
     cdef Py_ssize_t j
-    if takes_logits(loss):
-        # The exp loop on its own: values live across a libmvec call (float64) would be spilled.
+    if has_shared(loss):
+        # The shared loop on its own: values live across a libmvec call (float64) would be spilled.
         for j in range(n):
-            z[j] = logit_exp(x[j])
+            z[j] = shared_term(loss, x[j], y[j])
     if loss == BCE:
-        _loops(BCE, False, x, y, z, wk, pwk, g, go, gr, n, out)
+        _loops(BCE, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
+    elif loss == SIGMOID_FOCAL:
+        _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, gamma, g, go, gr, n, out)
+    elif loss == KL_DIV:
+        _loops(KL_DIV, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
+    elif loss == KL_DIV_LOG_TARGET:
+        _loops(KL_DIV_LOG_TARGET, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
     elif weighted:
-        _loops(BCE_WITH_LOGITS, True, x, y, z, wk, pwk, g, go, gr, n, out)
+        _loops(BCE_WITH_LOGITS, True, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
     else:
-        _loops(BCE_WITH_LOGITS, False, x, y, z, wk, pwk, g, go, gr, n, out)
+        _loops(BCE_WITH_LOGITS, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
 
 
 cdef inline void _loops(ElementwiseLoss loss, bint weighted, const floating* x,
                         const floating* y, const floating* z, const floating* wk,
-                        const floating* pwk, floating g, const floating* go, floating* gr,
-                        Py_ssize_t n, floating* out) noexcept nogil:
+                        const floating* pwk, floating a, floating b, floating g,
+                        const floating* go, floating* gr, Py_ssize_t n,
+                        floating* out) noexcept nogil:
     """The loss loop and the gradient loop of one registry entry; arithmetic in x's dtype."""
     cdef Py_ssize_t j
     for j in range(n):
-        out[j] = elementwise_loss(loss, x[j], y[j], z[j], pwk[j], weighted) * wk[j]
+        out[j] = elementwise_loss(loss, x[j], y[j], z[j], pwk[j], weighted, a, b) * wk[j]
     if gr == NULL:
         return
     for j in range(n):
-        gr[j] = elementwise_grad(loss, x[j], y[j], z[j], pwk[j], weighted, g * go[j]) * wk[j]
+        gr[j] = elementwise_grad(loss, x[j], y[j], z[j], pwk[j], weighted, a, b,
+                                 g * go[j]) * wk[j]

@@ -9,9 +9,16 @@ binary_cross_entropy_with_logits(x, y, weight, pos_weight, grad_scale, grad_outp
     ``l = w_k ((1 - y) x - (1 + (pw_k - 1) y) log_sigmoid(x))`` and
     ``grad = g w_k ((pw_k y + 1 - y) sigmoid(x) - pw_k y)`` (``pw_k = 1``
     without pos_weight).
+sigmoid_focal_loss(x, y, weight, alpha, gamma, grad_scale, grad_output, loss_out, grad_out) -> float
+    torchvision's ``l = w_k a_t ce (1 - p_t)**gamma`` (``formulas.sigmoid_focal_loss``).
+kl_div(x, y, weight, grad_scale, grad_output, loss_out, grad_out) -> float
+    ``l = w_k (xlogy(y, y) - y x)``, ``grad = -g w_k y``.
+kl_div_log_target(x, y, weight, grad_scale, grad_output, loss_out, grad_out) -> float
+    ``l = w_k exp(y) (y - x)``, ``grad = -g w_k exp(y)``.
 
 Every element of the ``(outer, K, inner)`` arrays is a position; ``weight``
-and ``pos_weight`` broadcast along K.  With inner == 1 a block is a run of
+and ``pos_weight`` broadcast along K (focal and KL losses take no weight from the
+front layer: theirs is empty).  With inner == 1 a block is a run of
 rows of K elements and weights vary along a row; with inner > 1 it is a tile
 of one ``(o, k)`` row, whose weights are scalars.  A run's losses are summed
 with the lane accumulators of ``row_sum`` (an order set by the shape; a
@@ -70,47 +77,48 @@ def _lower_elementwise_loss(context, builder, typ, pyval):
     return context.get_dummy_value()
 
 
-def _fill_shared(kind, x, shared_buffer):
-    """The loss's shared term of every element of x, in shared_buffer, returned; x
+def _fill_shared(kind, x, y, shared_buffer):
+    """The loss's shared term of every element, in shared_buffer, returned; x
     itself for a loss without one (its formulas ignore it)."""
     raise NotImplementedError
 
 
 @overload(_fill_shared, inline="always")
-def _fill_shared_impl(kind, x, shared_buffer):
+def _fill_shared_impl(kind, x, y, shared_buffer):
     shared = ELEMENTWISE[kind.loss_name].shared
     if shared is None:
-        return lambda kind, x, shared_buffer: x
+        return lambda kind, x, y, shared_buffer: x
 
-    def fill(kind, x, shared_buffer):
+    def fill(kind, x, y, shared_buffer):
         for j in range(x.shape[0]):
-            shared_buffer[j] = shared(x[j])
+            shared_buffer[j] = shared(x[j], y[j])
         return shared_buffer
 
     return fill
 
 
-def _loss_of(kind, x, y, shared, pos_weight, has_pos_weight):
+def _loss_of(kind, x, y, shared, pos_weight, has_pos_weight, parameters):
     """The ``loss`` formula of ``kind``'s entry."""
     raise NotImplementedError
 
 
 @overload(_loss_of, inline="always")
-def _loss_of_impl(kind, x, y, shared, pos_weight, has_pos_weight):
+def _loss_of_impl(kind, x, y, shared, pos_weight, has_pos_weight, parameters):
     loss = ELEMENTWISE[kind.loss_name].loss
-    return lambda kind, x, y, shared, pos_weight, has_pos_weight: loss(x, y, shared, pos_weight, has_pos_weight)
+    return (lambda kind, x, y, shared, pos_weight, has_pos_weight, parameters:
+            loss(x, y, shared, pos_weight, has_pos_weight, parameters))
 
 
-def _gradient_of(kind, x, y, shared, pos_weight, has_pos_weight, g):
+def _gradient_of(kind, x, y, shared, pos_weight, has_pos_weight, parameters, g):
     """The ``gradient`` formula of ``kind``'s entry."""
     raise NotImplementedError
 
 
 @overload(_gradient_of, inline="always")
-def _gradient_of_impl(kind, x, y, shared, pos_weight, has_pos_weight, g):
+def _gradient_of_impl(kind, x, y, shared, pos_weight, has_pos_weight, parameters, g):
     gradient = ELEMENTWISE[kind.loss_name].gradient
-    return (lambda kind, x, y, shared, pos_weight, has_pos_weight, g:
-            gradient(x, y, shared, pos_weight, has_pos_weight, g))
+    return (lambda kind, x, y, shared, pos_weight, has_pos_weight, parameters, g:
+            gradient(x, y, shared, pos_weight, has_pos_weight, parameters, g))
 
 
 def _at(v, j):
@@ -127,26 +135,29 @@ def _at_impl(v, j):
 
 
 @njit(cache=True, error_model="numpy")
-def _segment(kind, x, target, weight, pos_weight, has_pos_weight, grad_output, grad_scale,
+def _segment(kind, x, target, weight, pos_weight, has_pos_weight, parameters, grad_output, grad_scale,
              loss_buffer, grad_buffer, shared_buffer):
     """Losses of one contiguous run into ``loss_buffer``, gradients into ``grad_buffer``
     unless it is empty.
 
-    ``weight``, ``pos_weight``: arrays along the run or scalars; ``grad_output``:
-    the run's, or empty; ``shared_buffer``: scratch as long as the run.
-    Arithmetic is in x's dtype, ``grad_scale`` included.
+    ``weight``, ``pos_weight``: arrays along the run or scalars; ``parameters``:
+    the loss's pair of scalar options (float64); ``grad_output``: the run's, or
+    empty; ``shared_buffer``: scratch as long as the run.  Arithmetic is in x's
+    dtype, ``grad_scale`` and ``parameters`` included.
     """
-    g = x.dtype.type(grad_scale)
-    shared = _fill_shared(kind, x, shared_buffer)
+    dt = x.dtype.type
+    g = dt(grad_scale)
+    options = (dt(parameters[0]), dt(parameters[1]))
+    shared = _fill_shared(kind, x, target, shared_buffer)
     for j in range(x.shape[0]):
         loss_buffer[j] = _loss_of(kind, x[j], target[j], shared[j], _at(pos_weight, j),
-                                  has_pos_weight) * _at(weight, j)
+                                  has_pos_weight, options) * _at(weight, j)
     if grad_buffer.shape[0] == 0:
         return
     for j in range(x.shape[0]):
         gj = g * grad_output[j] if grad_output.shape[0] != 0 else g
         grad_buffer[j] = _gradient_of(kind, x[j], target[j], shared[j], _at(pos_weight, j),
-                                      has_pos_weight, gj) * _at(weight, j)
+                                      has_pos_weight, options, gj) * _at(weight, j)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -177,8 +188,8 @@ def _row_weights(v, K, f, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _elementwise_rows(kind, x, target, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out,
-                      K, f0, f1, stream):
+def _elementwise_rows(kind, x, target, weight, pos_weight, parameters, grad_scale, grad_output, loss_out,
+                      grad_out, K, f0, f1, stream):
     """Elements ``f0:f1`` of the flat ``(rows * K)`` arrays, in `SEGMENT` pieces that cross
     rows: short rows would otherwise leave most elements to the scalar loop tails."""
     dt = x.dtype.type
@@ -203,17 +214,17 @@ def _elementwise_rows(kind, x, target, weight, pos_weight, grad_scale, grad_outp
                 _row_weights(weight, K, j0, wm)
             if has_pos_weight:
                 _row_weights(pos_weight, K, j0, pwm)
-            _segment(kind, xm, ym, wm, pwm, has_pos_weight, go, grad_scale, lm, gm, sm)
+            _segment(kind, xm, ym, wm, pwm, has_pos_weight, parameters, go, grad_scale, lm, gm, sm)
         else:
-            _segment(kind, xm, ym, dt(1.0), dt(1.0), False, go, grad_scale, lm, gm, sm)
+            _segment(kind, xm, ym, dt(1.0), dt(1.0), False, parameters, go, grad_scale, lm, gm, sm)
         part += _write_segment(lm, gm, loss_out, grad_out, j0, stream)
     stream_fence(stream)
     return part
 
 
 @njit(cache=True, error_model="numpy")
-def _elementwise_tile(kind, x, target, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out,
-                      row, k, i0, n, stream):
+def _elementwise_tile(kind, x, target, weight, pos_weight, parameters, grad_scale, grad_output, loss_out,
+                      grad_out, row, k, i0, n, stream):
     """Positions ``i0:i0+n`` of row ``row`` (class ``k``) of the ``(outer * K, inner)`` arrays."""
     dt = x.dtype.type
     w = dt(weight[k]) if weight.size != 0 else dt(1.0)
@@ -230,14 +241,14 @@ def _elementwise_tile(kind, x, target, weight, pos_weight, grad_scale, grad_outp
         go = borrowed(grad_output, f, m) if grad_output.size != 0 else grad_output.reshape(0)
         lm = borrowed(loss_buffer, 0, m)
         gm = borrowed(grad_buffer, 0, m) if grad_out.size != 0 else grad_buffer
-        _segment(kind, borrowed(x, f, m), borrowed(target, f, m), w, pw, pos_weight.size != 0, go, grad_scale,
-                 lm, gm, borrowed(shared_buffer, 0, m))
+        _segment(kind, borrowed(x, f, m), borrowed(target, f, m), w, pw, pos_weight.size != 0, parameters, go,
+                 grad_scale, lm, gm, borrowed(shared_buffer, 0, m))
         part += _write_segment(lm, gm, loss_out, grad_out, f, stream)
     stream_fence(stream)
     return part
 
 
-def _elementwise_row_blocks(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+def _elementwise_row_blocks(x, y, weight, pos_weight, parameters, grad_scale, grad_output, loss_out, grad_out):
     """Parallel driver of every elementwise kernel on rows (``inner == 1``), for the loss
     ``LOSS`` (each loss compiles its own copy: see `_driver_for`)."""
     kind = LOSS
@@ -250,17 +261,17 @@ def _elementwise_row_blocks(x, y, weight, pos_weight, grad_scale, grad_output, l
     if nb == 1:  # no thread launch for a single block
         # Bounds typed as the loop's are (a literal 0 would compile _elementwise_rows twice).
         r0, r1 = block_range(0, rows, outer)
-        return _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K, r0 * K, r1 * K,
-                                 stream)
+        return _elementwise_rows(kind, xf, yf, weight, pos_weight, parameters, grad_scale, gof, lof, gf, K,
+                                 r0 * K, r1 * K, stream)
     partials = np.empty(nb)
     for b in prange(nb):
         r0, r1 = block_range(b, rows, outer)
-        partials[b] = _elementwise_rows(kind, xf, yf, weight, pos_weight, grad_scale, gof, lof, gf, K,
-                                        r0 * K, r1 * K, stream)
+        partials[b] = _elementwise_rows(kind, xf, yf, weight, pos_weight, parameters, grad_scale, gof, lof, gf,
+                                        K, r0 * K, r1 * K, stream)
     return sum_partials(partials)
 
 
-def _elementwise_tile_blocks(x, y, weight, pos_weight, grad_scale, grad_output, loss_out, grad_out):
+def _elementwise_tile_blocks(x, y, weight, pos_weight, parameters, grad_scale, grad_output, loss_out, grad_out):
     """Parallel driver of every elementwise kernel on tiles (``inner > 1``), for the loss ``LOSS``."""
     kind = LOSS
     outer, K, inner = x.shape
@@ -273,7 +284,7 @@ def _elementwise_tile_blocks(x, y, weight, pos_weight, grad_scale, grad_output, 
     for b in prange(nb):
         i0, i1 = block_range(b % tiles, T, inner)
         row = b // tiles
-        partials[b] = _elementwise_tile(kind, x2, y2, weight, pos_weight, grad_scale, go2, lo2, g2,
+        partials[b] = _elementwise_tile(kind, x2, y2, weight, pos_weight, parameters, grad_scale, go2, lo2, g2,
                                         row, row % K, i0, i1 - i0, stream)
     return sum_partials(partials)
 
@@ -300,18 +311,31 @@ def _driver_for(entry, driver):
     return njit(parallel=True, cache=True, error_model="numpy")(copy)
 
 
-def _kernel(entry, doc, takes_pos_weight):
+# The parameters of a loss without scalar options.
+_NO_PARAMETERS = (0.0, 0.0)
+
+
+def _kernel(entry, doc, takes=None):
     """The elementwise kernel of ``entry``: its parallel kernel on rows (``inner == 1``) or
-    on tiles, picked here, so a call compiles only the path it takes."""
+    on tiles, picked here, so a call compiles only the path it takes.
+
+    ``takes`` names what the kernel takes between ``weight`` and ``grad_scale``:
+    ``"pos_weight"`` (an array), ``"parameters"`` (the loss's two scalar options), or
+    nothing (None).
+    """
     row_kernel = _driver_for(entry, _elementwise_row_blocks)
     tile_kernel = _driver_for(entry, _elementwise_tile_blocks)
 
     def kernel(x, y, weight, *arguments):
         if x.size == 0:
             return 0.0
-        if not takes_pos_weight:
-            arguments = (weight[:0], *arguments)
-        return (row_kernel if x.shape[2] == 1 else tile_kernel)(x, y, weight, *arguments)
+        if takes == "pos_weight":
+            pos_weight, parameters, rest = arguments[0], _NO_PARAMETERS, arguments[1:]
+        elif takes == "parameters":
+            pos_weight, parameters, rest = weight[:0], (float(arguments[0]), float(arguments[1])), arguments[2:]
+        else:
+            pos_weight, parameters, rest = weight[:0], _NO_PARAMETERS, arguments
+        return (row_kernel if x.shape[2] == 1 else tile_kernel)(x, y, weight, pos_weight, parameters, *rest)
 
     kernel.__name__ = kernel.__qualname__ = entry.name
     kernel.__doc__ = doc
@@ -320,11 +344,22 @@ def _kernel(entry, doc, takes_pos_weight):
 
 # The kernels of the elementwise losses, one per entry of ``ELEMENTWISE``: the
 # package exports this list.
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss", "kl_div",
+           "kl_div_log_target"]
 
 binary_cross_entropy = _kernel(
     ELEMENTWISE["binary_cross_entropy"],
-    "Sum of the elementwise BCE of probabilities ``p``; see the module docstring.", takes_pos_weight=False)
+    "Sum of the elementwise BCE of probabilities ``p``; see the module docstring.")
 binary_cross_entropy_with_logits = _kernel(
     ELEMENTWISE["binary_cross_entropy_with_logits"],
-    "Sum of the elementwise BCE of logits ``x``; see the module docstring.", takes_pos_weight=True)
+    "Sum of the elementwise BCE of logits ``x``; see the module docstring.", takes="pos_weight")
+sigmoid_focal_loss = _kernel(
+    ELEMENTWISE["sigmoid_focal_loss"],
+    "Sum of the elementwise sigmoid focal loss of logits ``x``; see the module docstring.", takes="parameters")
+kl_div = _kernel(
+    ELEMENTWISE["kl_div"],
+    "Sum of the pointwise KL divergence of log-probabilities ``x`` to probabilities; see the module docstring.")
+kl_div_log_target = _kernel(
+    ELEMENTWISE["kl_div_log_target"],
+    "Sum of the pointwise KL divergence of log-probabilities ``x`` to log-probabilities; see the module "
+    "docstring.")

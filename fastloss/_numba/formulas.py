@@ -14,25 +14,28 @@ Elementwise losses
 serves, each an `ElementwiseLoss` of three formulas of one element ``x`` with
 target ``y``:
 
-``shared(x)``
+``shared(x, y)``
     A term both other formulas need, taken for every element in a pass of its
     own first (which vectorises); None when the loss needs none.
-``loss(x, y, shared, pos_weight, has_pos_weight)``
+``loss(x, y, shared, pos_weight, has_pos_weight, parameters)``
     The element's loss before its weight.
-``gradient(x, y, shared, pos_weight, has_pos_weight, g)``
+``gradient(x, y, shared, pos_weight, has_pos_weight, parameters, g)``
     ``g * d loss / d x`` before the weight.
 
 ``pos_weight`` is the element's positive-class weight (``has_pos_weight``
 False: none was given, and the value is 1); a loss without one ignores both.
-The driver multiplies each result by the element's weight.
+``parameters`` is the pair of the loss's scalar options in x's dtype (sigmoid
+focal loss: ``(alpha, gamma)``; zeros for a loss without options).  The driver
+multiplies each result by the element's weight.
 """
 import numpy as np
 
 from .cache import njit
-from .vector_math import vexp_neg, vlog, vlog1p, vlog1p_unit
+from .vector_math import vexp, vexp_neg, vlog, vlog1p, vlog1p_unit
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
+_TWO = np.float32(2.0)
 # torch clamps the logs of binary_cross_entropy at -100 and its gradient's
 # denominator at EPSILON = 1e-12, a float constant.
 _LOG_FLOOR = np.float32(-100.0)
@@ -40,7 +43,7 @@ _GRAD_DENOMINATOR_MIN = np.float32(1e-12)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def binary_cross_entropy(p, y, shared, pos_weight, has_pos_weight):
+def binary_cross_entropy(p, y, shared, pos_weight, has_pos_weight, parameters):
     """``(y - 1) max(log1p(-p), -100) - y max(log(p), -100)``, as torch computes it
     (``log1p(-p)`` rather than ``log(1 - p)``, which loses small p).  No shared
     term, no pos_weight."""
@@ -53,7 +56,7 @@ def binary_cross_entropy(p, y, shared, pos_weight, has_pos_weight):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def binary_cross_entropy_gradient(p, y, shared, pos_weight, has_pos_weight, g):
+def binary_cross_entropy_gradient(p, y, shared, pos_weight, has_pos_weight, parameters, g):
     """``g (p - y) / max((1 - p) p, 1e-12)``."""
     den = (_ONE - p) * p
     den = _GRAD_DENOMINATOR_MIN if den < _GRAD_DENOMINATOR_MIN else den
@@ -61,13 +64,13 @@ def binary_cross_entropy_gradient(p, y, shared, pos_weight, has_pos_weight, g):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def exp_minus_abs(x):
-    """``exp(-|x|)``: the shared term of the losses on logits."""
+def exp_minus_abs(x, y):
+    """``exp(-|x|)``: the shared term of the binary losses on logits."""
     return vexp_neg(-abs(x))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def binary_cross_entropy_with_logits(x, y, e, pos_weight, has_pos_weight):
+def binary_cross_entropy_with_logits(x, y, e, pos_weight, has_pos_weight, parameters):
     """``(1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)`` with
     ``log_sigmoid(x) = min(x, 0) - log1p(e)``, ``e = exp(-|x|)`` (``pw = 1``
     without pos_weight)."""
@@ -78,7 +81,7 @@ def binary_cross_entropy_with_logits(x, y, e, pos_weight, has_pos_weight):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def binary_cross_entropy_with_logits_gradient(x, y, e, pos_weight, has_pos_weight, g):
+def binary_cross_entropy_with_logits_gradient(x, y, e, pos_weight, has_pos_weight, parameters, g):
     """``g ((pw y + 1 - y) sigmoid(x) - pw y)`` with ``sigmoid(x) = (1 or e) / (1 + e)``
     (1 for x >= 0), ``e = exp(-|x|)``; ``g (sigmoid(x) - y)`` without pos_weight."""
     sig = (_ONE if x >= _ZERO else e) / (_ONE + e)
@@ -88,6 +91,94 @@ def binary_cross_entropy_with_logits_gradient(x, y, e, pos_weight, has_pos_weigh
     else:
         d = sig - y
     return d * g
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def focal_modulation(q, gamma):
+    """``q ** gamma`` for ``0 <= q <= 1``, ``gamma >= 0``: exact products for gamma 0, 1
+    and 2 (0 ** 0 and NaN ** 0 are 1, as torch's pow), ``exp(gamma log q)`` else
+    (0 at q = 0)."""
+    if gamma == _TWO:
+        return q * q
+    if gamma == _ONE:
+        return q
+    if gamma == _ZERO:
+        return _ONE
+    return vexp(gamma * vlog(q))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def focal_terms(x, y, e, alpha):
+    """The terms of the sigmoid focal loss of logit x, target y, ``e = exp(-|x|)``:
+    ``(p, ce, q, r, a)`` with ``p = sigmoid(x)``, ``ce`` the BCE with logits, ``q = 1 - p_t = y (1 - p) + (1 - y) p``
+    (both terms from e, so q keeps its digits however small),
+    ``r = p (1 - p) / q`` (in [0, 1]; 0 where q is), and the alpha factor
+    ``a = alpha y + (1 - alpha) (1 - y)``, 1 for ``alpha < 0``."""
+    big = _ONE / (_ONE + e)          # sigmoid(|x|)
+    small = e * big                  # sigmoid(-|x|)
+    p, p_not = (big, small) if x >= _ZERO else (small, big)
+    ce = (_ONE - y) * x - ((x if x < _ZERO else _ZERO) - vlog1p_unit(e))
+    q = y * p_not + (_ONE - y) * p
+    r = big * small / q if q != _ZERO else _ZERO
+    a = alpha * y + (_ONE - alpha) * (_ONE - y) if alpha >= _ZERO else _ONE
+    return p, ce, q, r, a
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sigmoid_focal_loss(x, y, e, pos_weight, has_pos_weight, parameters):
+    """torchvision's ``a * ce * (1 - p_t) ** gamma`` (see `focal_terms`), ``parameters =
+    (alpha, gamma)``; no pos_weight."""
+    alpha, gamma = parameters
+    _, ce, q, _, a = focal_terms(x, y, e, alpha)
+    return a * ce * focal_modulation(q, gamma)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sigmoid_focal_loss_gradient(x, y, e, pos_weight, has_pos_weight, parameters, g):
+    """``g a q**gamma ((p - y) + gamma ce r (1 - 2 y))``: the derivative of
+    ``a ce q**gamma`` with ``dce/dx = p - y`` and ``dq/dx = p (1 - p) (1 - 2 y) = q r (1 - 2 y)``,
+    written so that no ``q ** (gamma - 1)`` appears (finite where q underflows to 0)."""
+    alpha, gamma = parameters
+    p, ce, q, r, a = focal_terms(x, y, e, alpha)
+    return g * a * focal_modulation(q, gamma) * ((p - y) + gamma * ce * r * (_ONE - y - y))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def target_log(x, y):
+    """``log(y)``: the shared term of the KL divergence to probability targets."""
+    return vlog(y)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def kl_div(x, y, log_y, pos_weight, has_pos_weight, parameters):
+    """torch's pointwise KL divergence of log-probability x to probability y,
+    ``xlogy(y, y) - y x`` (``0 log 0 = 0``; NaN for y < 0, as torch)."""
+    return (_ZERO if y == _ZERO else y * log_y) - y * x
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def kl_div_gradient(x, y, log_y, pos_weight, has_pos_weight, parameters, g):
+    """``-g y``."""
+    return -g * y
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def target_exp(x, y):
+    """``exp(y)``: the shared term of the KL divergence to log-probability targets."""
+    return vexp(y)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def kl_div_log_target(x, y, exp_y, pos_weight, has_pos_weight, parameters):
+    """torch's pointwise KL divergence of log-probabilities x to log-probabilities y,
+    ``exp(y) (y - x)``."""
+    return exp_y * (y - x)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def kl_div_log_target_gradient(x, y, exp_y, pos_weight, has_pos_weight, parameters, g):
+    """``-g exp(y)``."""
+    return -g * exp_y
 
 
 class ElementwiseLoss:
@@ -104,6 +195,11 @@ ELEMENTWISE = {spec.name: spec for spec in (
     ElementwiseLoss("binary_cross_entropy", binary_cross_entropy, binary_cross_entropy_gradient),
     ElementwiseLoss("binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
                     binary_cross_entropy_with_logits_gradient, shared=exp_minus_abs),
+    ElementwiseLoss("sigmoid_focal_loss", sigmoid_focal_loss, sigmoid_focal_loss_gradient,
+                    shared=exp_minus_abs),
+    ElementwiseLoss("kl_div", kl_div, kl_div_gradient, shared=target_log),
+    ElementwiseLoss("kl_div_log_target", kl_div_log_target, kl_div_log_target_gradient,
+                    shared=target_exp),
 )}
 
 
