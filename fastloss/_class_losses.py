@@ -58,7 +58,7 @@ _LOSS_RETURNS_RAISES = """
 
 
 def _class_loss(spec, input, target, weight, ignore_index, reduction,
-                label_smoothing, axis, return_grad, grad_output, gradient_out):
+                label_smoothing, axis, return_grad, grad_output, gradient_out, z_loss=0.0):
     """The class-axis loss ``spec`` (a `fastloss._registry.LossSpec`)."""
     x, compute, result = _validate.as_input(input)
     if x.ndim == 0:
@@ -67,6 +67,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
     reduction = _validate.reduction(reduction)
     ignore = _validate.ignore_index(ignore_index)
     smoothing = _validate.label_smoothing(label_smoothing)
+    z_loss = _validate.z_loss(z_loss)
     _validate.gradient_request(return_grad, grad_output, gradient_out)
     layout = ClassLayout.of(x, axis)
     classes = layout.classes
@@ -122,7 +123,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
 
     call = spec.kernels["probabilities" if probabilities else "classes"]
     total = run_kernel(kernels(), call, x3, target_view, weight1,
-                       {"ignore_index": ignore, "label_smoothing": smoothing},
+                       {"ignore_index": ignore, "label_smoothing": smoothing, "z_loss": z_loss},
                        grad_scale, upstream2, loss2, grad3)
 
     if reduction == "none":
@@ -140,10 +141,9 @@ def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean",
 
 def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, axis=1, return_grad=False, grad_output=None,
-                  gradient_out=None):
+                  gradient_out=None, z_loss=0.0):
     return _class_loss(LOSSES["cross_entropy"], input, target, weight, ignore_index, reduction,
-                       label_smoothing,
-                       axis, return_grad, grad_output, gradient_out)
+                       label_smoothing, axis, return_grad, grad_output, gradient_out, z_loss)
 
 
 nll_loss.__doc__ = """Negative log-likelihood of class targets, as ``torch.nn.functional.nll_loss``.
@@ -186,6 +186,15 @@ cross_entropy.__doc__ = """Cross-entropy of logits, as ``torch.nn.functional.cro
         In [0, 1]: mixes the targets with the uniform distribution,
         ``(1 - label_smoothing) * target + label_smoothing / C``, with torch's
         handling of ``weight`` and ``ignore_index``.
+    z_loss : float, optional
+        Finite and at least 0 (default 0: none; else ValueError).  Adds
+        ``z_loss * logsumexp(input)**2`` to every position's loss, the auxiliary
+        loss of PaLM and T5X that keeps the log-normaliser near 0, weighted and
+        reduced as the position's cross-entropy is: times ``weight[t]`` for a
+        class target (nothing where the target is ignored; "mean" divides by
+        the same sum of weights), times 1 for probability targets.  Its
+        gradient, ``2 * z_loss * logsumexp(input) * softmax(input)``, comes from
+        the same pass.  torch has no such keyword.
 """ + _LOSS_RETURNS_RAISES + """
     Examples
     --------

@@ -66,7 +66,7 @@ LOSSES = {
         LossSpec("nll_loss", "class_axis", "log_probabilities",
                  {"classes": KernelCall("nll_loss", ("ignore_index",))}),
         LossSpec("cross_entropy", "class_axis", "logits",
-                 {"classes": KernelCall("cross_entropy_class", ("ignore_index", "label_smoothing")),
-                  "probabilities": KernelCall("cross_entropy_prob", ("label_smoothing",))}),
+                 {"classes": KernelCall("cross_entropy_class", ("ignore_index", "label_smoothing", "z_loss")),
+                  "probabilities": KernelCall("cross_entropy_prob", ("label_smoothing", "z_loss"))}),
     )
 }

@@ -88,6 +88,15 @@ def label_smoothing(value):
     return value
 
 
+def z_loss(value):
+    """cross_entropy's z-loss factor: a finite real number, at least 0."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"z_loss must be a real number, got {value!r}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"z_loss must be finite and at least 0, got {value}")
+    return float(value)
+
+
 def ignore_index(value):
     try:
         return operator.index(value)

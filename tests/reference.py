@@ -97,3 +97,34 @@ def focal_loss_and_grad(x, target, alpha, gamma, reduction, grad_output=None, st
     upstream = torch.ones_like(loss) if grad_output is None else _tensor(grad_output).to(loss.dtype)
     loss.backward(upstream.expand_as(loss))
     return loss.detach().numpy(), xt.grad.numpy()
+
+
+def z_loss_cross_entropy(x, target, z_loss, *, axis=1, weight=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, grad_output=None):
+    """``cross_entropy`` plus ``z_loss * w * logsumexp**2`` per position (``w``: the target's
+    weight, 0 where ignored; 1 for probability targets), reduced as torch reduces the
+    cross-entropy, written with torch ops; and d(sum(grad_output * loss))/d(input)."""
+    xt = _tensor(x).requires_grad_(True)
+    inp = _to_class_dim(xt, axis)
+    class_dim = 1 if inp.dim() > 1 else 0
+    probabilities = np.asarray(target).dtype.kind == "f"
+    tt = _to_class_dim(_tensor(target).to(xt.dtype), axis) if probabilities else _tensor(target, np.int64)
+    w = None if weight is None else _tensor(weight).to(xt.dtype)
+    ce = F.cross_entropy(inp, tt, weight=w, ignore_index=ignore_index, reduction="none",
+                         label_smoothing=label_smoothing)
+    lse = torch.logsumexp(inp, dim=class_dim)
+    if probabilities:
+        position_weight = torch.ones_like(lse)
+    else:
+        kept = tt != ignore_index
+        position_weight = kept.to(xt.dtype) if w is None else torch.where(kept, w[tt.clamp(min=0)], 0)
+    losses = ce + z_loss * position_weight * lse ** 2
+    if reduction == "none":
+        loss = losses
+    elif reduction == "sum":
+        loss = losses.sum()
+    else:
+        loss = losses.sum() / (losses.numel() if probabilities else position_weight.sum())
+    upstream = torch.ones_like(loss) if grad_output is None else _tensor(grad_output).to(loss.dtype)
+    loss.backward(upstream.expand_as(loss))
+    return loss.detach().numpy(), xt.grad.numpy()

@@ -4,6 +4,7 @@ CI runs the "ci" profile (fixed seed, bounded examples); set
 FASTLOSS_HYPOTHESIS_PROFILE=long for a longer local run.
 """
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastloss as fl
-from reference import loss_and_grad, normaliser, normaliser_backward
+from reference import focal_loss_and_grad, loss_and_grad, normaliser, normaliser_backward, z_loss_cross_entropy
 
 # The backend fixture only selects a backend: nothing in it needs resetting between examples.
 SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -145,6 +146,72 @@ def test_binary_losses(backend, problem):
     name, x, target, options = problem
     loss, grad = getattr(fl, name)(x, target, **options, return_grad=True)
     expected_loss, expected_grad = loss_and_grad(name, x, target, **options)
+    compare(loss, expected_loss, x.dtype.type)
+    compare(grad, expected_grad, x.dtype.type)
+
+
+@given(problem=class_problems(), z_loss=st.sampled_from([1e-4, 0.1, 1.0]))
+def test_cross_entropy_z_loss(backend, problem, z_loss):
+    """Against the reference in float64 on the same values (torch's float32 gradient of
+    ``logsumexp**2`` loses digits at huge logits)."""
+    x = problem.pop("x")
+    target = problem.pop("target")
+    loss, grad = fl.cross_entropy(x, target, **problem, z_loss=z_loss, return_grad=True)
+    wide = {key: value.astype(np.float64) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value
+            for key, value in problem.items()}
+    wide_target = target.astype(np.float64) if target.dtype.kind == "f" else target
+    expected_loss, expected_grad = z_loss_cross_entropy(x.astype(np.float64), wide_target, z_loss, **wide)
+    compare(loss, expected_loss, x.dtype.type)
+    compare(grad, expected_grad, x.dtype.type)
+
+
+@st.composite
+def focal_problems(draw):
+    ndim = draw(st.integers(0, 4))
+    shape = tuple(draw(st.integers(0, 5)) for _ in range(ndim))
+    dtype = draw(st.sampled_from(DTYPES))
+    x = draw(arrays(shape, dtype, extremes=False, low=-60, high=60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    soft = draw(st.booleans())
+    target = (rng.random(shape) if soft else rng.random(shape) < 0.5).astype(dtype)
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    return dict(x=x, target=target, alpha=draw(st.sampled_from([0.25, -1.0, 0.8])),
+                gamma=draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.5])), reduction=reduction,
+                grad_output=(rng.uniform(-2, 2, shape).astype(dtype) if reduction == "none"
+                             else float(rng.uniform(-2, 2))))
+
+
+@given(problem=focal_problems())
+def test_sigmoid_focal_loss(backend, problem):
+    """Against torchvision's formula in float64, with ``(1 - p_t) ** gamma`` formed in log
+    space (its plain form has no finite gradient where 1 - p_t rounds to 0 and gamma < 1)."""
+    x, target = problem.pop("x"), problem.pop("target")
+    loss, grad = fl.sigmoid_focal_loss(x, target, **problem, return_grad=True)
+    upstream = problem.pop("grad_output")
+    expected_loss, expected_grad = focal_loss_and_grad(
+        x.astype(np.float64), target.astype(np.float64), problem["alpha"], problem["gamma"], problem["reduction"],
+        upstream.astype(np.float64) if isinstance(upstream, np.ndarray) else upstream, stable=True)
+    compare(loss, expected_loss, x.dtype.type)
+    compare(grad, expected_grad, x.dtype.type)
+
+
+@given(data=st.data())
+def test_kl_div(backend, data):
+    ndim = data.draw(st.integers(0, 4))
+    shape = tuple(data.draw(st.integers(0, 5)) for _ in range(ndim))
+    dtype = data.draw(st.sampled_from(DTYPES))
+    x = data.draw(arrays(shape, dtype, low=-8, high=0))
+    log_target = data.draw(st.booleans())
+    target = data.draw(arrays(shape, dtype, extremes=log_target, low=-8 if log_target else 0,
+                              high=0 if log_target else 1))
+    reduction = data.draw(st.sampled_from(["mean", "batchmean", "sum", "none"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    upstream = rng.uniform(-2, 2, shape).astype(dtype) if reduction == "none" else float(rng.uniform(-2, 2))
+    options = dict(reduction=reduction, log_target=log_target, grad_output=upstream)
+    loss, grad = fl.kl_div(x, target, **options, return_grad=True)
+    with warnings.catch_warnings():  # torch's notice that "mean" is not "batchmean"
+        warnings.simplefilter("ignore", UserWarning)
+        expected_loss, expected_grad = loss_and_grad("kl_div", x, target, **options)
     compare(loss, expected_loss, x.dtype.type)
     compare(grad, expected_grad, x.dtype.type)
 

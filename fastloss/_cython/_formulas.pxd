@@ -232,6 +232,21 @@ cdef inline double class_grad_target(double g, double wt, double eps) noexcept n
     return g * (1 - eps) * wt
 
 
+# ---- the z-loss of a position (cross_entropy's z_loss) ---------------------
+# z w lse**2 for a position of weight w (w_t for a class target, 1 for
+# probability targets): it adds 2 z w g lse to A s.  Both are 0 when z == 0,
+# so an infinite lse adds no NaN to a loss without it.
+
+cdef inline double z_loss_term(double lse, double z, double w) noexcept nogil:
+    """z w lse**2."""
+    return z * w * lse * lse if z != 0 else 0.0
+
+
+cdef inline double z_loss_grad_scale(double lse, double z, double w, double g) noexcept nogil:
+    """2 z w g lse: the z-loss's part of A s, the weight of the softmax in g dl/dx."""
+    return 2 * z * w * g * lse if z != 0 else 0.0
+
+
 # ---- cross-entropy of a position with a probability target y ---------------
 # With y' = (1 - eps) y + eps / C the smoothed target, Q = sum_c w_c y'_c and
 # R = sum_c w_c y'_c (shift - x_c), the loss is sum_c w_c y'_c (lse - x_c) and

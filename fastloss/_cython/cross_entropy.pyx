@@ -26,7 +26,7 @@ from fastloss._cython._blocking cimport (
 from fastloss._cython._constants cimport BLOCK_ELEMS, STREAM_ROW_BYTES, TILE_EXP_GROUP
 from fastloss._cython._formulas cimport (
     class_grad_scale, class_grad_smoothing, class_grad_target, class_loss, prob_grad_scale,
-    prob_loss, prob_target,
+    prob_loss, prob_target, z_loss_grad_scale, z_loss_term,
 )
 from fastloss._cython._machine cimport (
     fl_row_grad, fl_row_grad_begin, fl_row_grad_finish, fl_stream_fence, stream_into,
@@ -43,7 +43,7 @@ from fastloss._cython._vector_math cimport flog
 
 def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] target,
                         const floating[::1] weight, int64_t ignore_index,
-                        double label_smoothing, double grad_scale,
+                        double label_smoothing, double z_loss, double grad_scale,
                         const floating[:, ::1] grad_output, floating[:, ::1] loss_out,
                         floating[:, :, ::1] grad_out):
     """Cross-entropy against class indices; returns the float64 sum of the losses."""
@@ -51,23 +51,24 @@ def cross_entropy_class(const floating[:, :, ::1] x, const int64_t[:, ::1] targe
     pos_shape[0] = x.shape[0]
     pos_shape[1] = x.shape[2]
     check_shape("target", target.shape, pos_shape, 2, False)
-    return _run(x, &target[0, 0], x, weight, ignore_index, label_smoothing, grad_scale,
+    return _run(x, &target[0, 0], x, weight, ignore_index, label_smoothing, z_loss, grad_scale,
                 grad_output, loss_out, grad_out, False)
 
 
 def cross_entropy_prob(const floating[:, :, ::1] x, const floating[:, :, ::1] target,
-                       const floating[::1] weight, double label_smoothing, double grad_scale,
+                       const floating[::1] weight, double label_smoothing, double z_loss,
+                       double grad_scale,
                        const floating[:, ::1] grad_output, floating[:, ::1] loss_out,
                        floating[:, :, ::1] grad_out):
     """Cross-entropy against class probabilities; returns the float64 sum of the losses."""
     check_shape("target", target.shape, x.shape, 3, False)
-    return _run(x, NULL, target, weight, 0, label_smoothing, grad_scale,
+    return _run(x, NULL, target, weight, 0, label_smoothing, z_loss, grad_scale,
                 grad_output, loss_out, grad_out, True)
 
 
 cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                  const floating[:, :, ::1] y, const floating[::1] weight, int64_t ignore,
-                 double eps, double gscale, const floating[:, ::1] grad_output,
+                 double eps, double z, double gscale, const floating[:, ::1] grad_output,
                  floating[:, ::1] loss_out, floating[:, :, ::1] grad_out,
                  bint prob) except? -1:
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
@@ -117,7 +118,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
             for b in prange(n_blocks, schedule="static"):
                 if e != NULL:
                     r0 = b * bs
-                    part[b] = _row_block(xp, tg, yp, w, ignore, eps, W, gscale, go, lo,
+                    part[b] = _row_block(xp, tg, yp, w, ignore, eps, z, W, gscale, go, lo,
                                          gr, C, r0, min(outer, r0 + bs), prob, stream_rows, e)
             if stream_rows:
                 fl_stream_fence()
@@ -133,7 +134,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
                     i0 = (b % n_tiles) * bs
                     part[b] = _tile_block(
                         xp + o * plane + i0, tg + o * inner + i0 if not prob else NULL,
-                        yp + o * plane + i0, w, ignore, eps, W, gscale,
+                        yp + o * plane + i0, w, ignore, eps, z, W, gscale,
                         cadvance(go, o * inner + i0), advance(lo, o * inner + i0),
                         advance(gr, o * plane + i0), inner, C, bs, min(bs, inner - i0), prob,
                         stream, s)
@@ -147,7 +148,7 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
 # ---- rows: inner == 1 -------------------------------------------------------
 
 cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
-                       const floating* w, int64_t ignore, double eps, double W,
+                       const floating* w, int64_t ignore, double eps, double z, double W,
                        double gscale, const floating* go, floating* lo, floating* gr,
                        Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1, bint prob,
                        bint stream, floating* e) noexcept nogil:
@@ -157,11 +158,11 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
     cdef int64_t t
     if floating is float:
         if stream and not prob and eps == 0 and gr != NULL and <const floating*>gr != x:
-            return _streamed_class_rows(x, tg, w, ignore, gscale, go, lo, gr, C, r0, r1, e)
+            return _streamed_class_rows(x, tg, w, ignore, z, gscale, go, lo, gr, C, r0, r1, e)
     for r in range(r0, r1):
         g = gscale * go[r] if go != NULL else gscale
         if prob:
-            loss = _prob_row(x + r * C, y + r * C, w, eps, g, advance(gr, r * C), e, C)
+            loss = _prob_row(x + r * C, y + r * C, w, eps, z, g, advance(gr, r * C), e, C)
         else:
             t = tg[r]
             if t == ignore:
@@ -169,7 +170,7 @@ cdef double _row_block(const floating* x, const int64_t* tg, const floating* y,
                 if gr != NULL:
                     _ignored_row(x + r * C, gr + r * C, C)
             else:
-                loss = _class_row(x + r * C, t, w, eps, W, g, advance(gr, r * C), e, C)
+                loss = _class_row(x + r * C, t, w, eps, z, W, g, advance(gr, r * C), e, C)
         if lo != NULL:
             lo[r] = <floating>loss
         total += loss
@@ -187,7 +188,7 @@ cdef void _ignored_row(const floating* x, floating* gr, Py_ssize_t C) noexcept n
 
 
 cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, double eps,
-                       double W, double g, floating* gr, floating* e,
+                       double z, double W, double g, floating* gr, floating* e,
                        Py_ssize_t C) noexcept nogil:
     """Loss of a non-ignored row; with gr, its gradient goes there (gr may be x).
 
@@ -215,10 +216,11 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
             sw = shifted_dot(x, m, w, C)
         s = exp_shift(x, m, e, C, normal)
     logs = log(s)
-    loss = class_loss(m, xt, logs, wt, eps, W, C, sw, eps != 0)
+    loss = class_loss(m, xt, logs, wt, eps, W, C, sw, eps != 0) + z_loss_term(m + logs, z, wt)
     if gr == NULL:
         return loss
-    A = <floating>(class_grad_scale(g, wt, eps, W, C, eps != 0) / s)
+    A = <floating>((class_grad_scale(g, wt, eps, W, C, eps != 0)
+                    + z_loss_grad_scale(m + logs, z, wt, g)) / s)
     if eps == 0:
         for j in range(C):
             gr[j] = e[j] * A
@@ -235,8 +237,8 @@ cdef double _class_row(const floating* x, Py_ssize_t t, const floating* w, doubl
 
 
 cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float* w,
-                                 int64_t ignore, double gscale, const float* go, float* lo,
-                                 float* gr, Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1,
+                                 int64_t ignore, double z, double gscale, const float* go,
+                                 float* lo, float* gr, Py_ssize_t C, Py_ssize_t r0, Py_ssize_t r1,
                                  float* scratch) noexcept nogil:
     """_row_block for class targets without smoothing whose float32 gradient is
     streamed (not into x).  A row's exps stay in one of the two scratch rows,
@@ -246,7 +248,7 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
     cdef fl_row_grad* last = NULL
     cdef float* e
     cdef float m, A
-    cdef double total = 0, loss, s, g, wt
+    cdef double total = 0, loss, s, g, wt, logs
     cdef Py_ssize_t r
     cdef int64_t t
     for r in range(r0, r1):
@@ -264,8 +266,11 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
                 fl_row_grad_finish(last)
             g = gscale * go[r] if go != NULL else gscale
             wt = w[t] if w != NULL else 1.0
-            loss = class_loss(m, x[r * C + t], log(s), wt, 0, 0, C, 0, False)
-            A = <float>(class_grad_scale(g, wt, 0, 0, C, False) / s)
+            logs = log(s)
+            loss = (class_loss(m, x[r * C + t], logs, wt, 0, 0, C, 0, False)
+                    + z_loss_term(m + logs, z, wt))
+            A = <float>((class_grad_scale(g, wt, 0, 0, C, False)
+                         + z_loss_grad_scale(m + logs, z, wt, g)) / s)
             pending = fl_row_grad_begin(gr + r * C, e, A, t,
                                         e[t] * A - <float>class_grad_target(g, wt, 0), C,
                                         x + (r + 1) * C if r + 1 < r1 else NULL)
@@ -279,7 +284,7 @@ cdef double _streamed_class_rows(const float* x, const int64_t* tg, const float*
 
 
 cdef double _prob_row(const floating* x, const floating* y, const floating* w, double eps,
-                      double g, floating* gr, floating* e, Py_ssize_t C) noexcept nogil:
+                      double z, double g, floating* gr, floating* e, Py_ssize_t C) noexcept nogil:
     """Loss of a row of probability targets; with gr, its gradient goes there."""
     cdef int normal
     cdef floating m = row_max(x, C, &normal)
@@ -320,7 +325,7 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
     s = exp_shift(x, m, e, C, normal)
     logs = log(s)
     if gr != NULL:
-        A = <floating>(prob_grad_scale(g, q) / s)
+        A = <floating>((prob_grad_scale(g, q) + z_loss_grad_scale(m + logs, z, 1, g)) / s)
         G = <floating>g
         if w == NULL:
             for j in range(C):
@@ -328,13 +333,13 @@ cdef double _prob_row(const floating* x, const floating* y, const floating* w, d
         else:
             for j in range(C):
                 gr[j] = gr[j] * A - G * prob_target(y[j], w[j], a, b)
-    return prob_loss(q, rr, logs)
+    return prob_loss(q, rr, logs) + z_loss_term(m + logs, z, 1)
 
 
 # ---- tiles: inner > 1 -------------------------------------------------------
 
 cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
-                        const floating* w, int64_t ignore, double eps, double W,
+                        const floating* w, int64_t ignore, double eps, double z, double W,
                         double gscale, const floating* go, floating* lo, floating* gr,
                         Py_ssize_t inner, Py_ssize_t C, Py_ssize_t Tmax, Py_ssize_t T,
                         bint prob, bint stream, double* scratch) noexcept nogil:
@@ -363,7 +368,7 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
     cdef floating* pe = f + 2 * Tmax
     cdef floating* pwy = pe + C * Tmax
     cdef floating a = <floating>(1 - eps), b = <floating>(eps / C)
-    cdef double wc, gw
+    cdef double wc, gw, lse
     cdef floating wcf, wy
     cdef Py_ssize_t c, k
     cdef int64_t t
@@ -431,9 +436,11 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
 
     if prob:
         for k in range(T):
-            A[k] = <floating>(prob_grad_scale(G[k], Q[k]) / s[k])
+            lse = m[k] + logs[k]
+            A[k] = <floating>((prob_grad_scale(G[k], Q[k]) + z_loss_grad_scale(lse, z, 1, G[k]))
+                              / s[k])
             D[k] = <floating>G[k]
-            loss[k] = prob_loss(Q[k], R[k], logs[k])
+            loss[k] = prob_loss(Q[k], R[k], logs[k]) + z_loss_term(lse, z, 1)
     elif eps == 0:
         # An ignored position: loss 0 and torch's gradient 0 - softmax * 0, so
         # NaN where the softmax is (see _ignored_row).  Results are stored, then
@@ -441,21 +448,27 @@ cdef double _tile_block(const floating* x, const int64_t* tg, const floating* y,
         # floating-point expressions.
         for k in range(T):
             keep = tg[k] != ignore
-            gw = class_grad_scale(G[k], wt[k], 0, W, C, False)
+            lse = shift[k] + logs[k]
+            gw = (class_grad_scale(G[k], wt[k], 0, W, C, False)
+                  + z_loss_grad_scale(lse, z, wt[k], G[k]))
             A[k] = <floating>((gw if keep else 0.0) / s[k])
             B[k] = <floating>class_grad_target(G[k], wt[k], 0)
-            loss[k] = class_loss(shift[k], xt[k], logs[k], wt[k], 0, W, C, 0, False)
+            loss[k] = (class_loss(shift[k], xt[k], logs[k], wt[k], 0, W, C, 0, False)
+                       + z_loss_term(lse, z, wt[k]))
             if not keep:
                 B[k] = 0
                 loss[k] = 0
     else:
         for k in range(T):
             keep = tg[k] != ignore
-            gw = class_grad_scale(G[k], wt[k], eps, W, C, True)
+            lse = m[k] + logs[k]
+            gw = (class_grad_scale(G[k], wt[k], eps, W, C, True)
+                  + z_loss_grad_scale(lse, z, wt[k], G[k]))
             A[k] = <floating>((gw if keep else 0.0) / s[k])
             D[k] = <floating>class_grad_smoothing(G[k], eps, C)
             B[k] = <floating>class_grad_target(G[k], wt[k], eps)
-            loss[k] = class_loss(m[k], xt[k], logs[k], wt[k], eps, W, C, sw[k], True)
+            loss[k] = (class_loss(m[k], xt[k], logs[k], wt[k], eps, W, C, sw[k], True)
+                       + z_loss_term(lse, z, wt[k]))
             if not keep:
                 D[k] = 0
                 B[k] = 0

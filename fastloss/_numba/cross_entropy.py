@@ -2,13 +2,13 @@
 
 Kernels
 -------
-cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float
+cross_entropy_class(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out) -> float
     Class-index targets, ``eps = label_smoothing``:
-    ``l_i = (1 - eps) w_t (lse_i - x_t) + eps / C * sum_j w_j (lse_i - x_j)``
+    ``l_i = (1 - eps) w_t (lse_i - x_t) + eps / C * sum_j w_j (lse_i - x_j) + z_loss w_t lse_i**2``
     (no smoothing term at all when ``eps == 0``), 0 where ``t == ignore_index``.
-cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float
+cross_entropy_prob(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out) -> float
     Probability targets ``y`` (``(outer, C, inner)``), smoothed to
-    ``y' = (1 - eps) y + eps / C``: ``l_i = sum_j w_j y'_j (lse_i - x_j)``.
+    ``y' = (1 - eps) y + eps / C``: ``l_i = sum_j w_j y'_j (lse_i - x_j) + z_loss lse_i**2``.
 
 Each kernel reads a row (inner == 1) or tile (inner > 1) of logits from memory
 once, keeps ``exp(x - max)`` in scratch and writes the gradient from it, so
@@ -57,7 +57,7 @@ def _smoothed_gradient(v, a, b, weight, smooth):
 
 
 @njit(cache=True, error_model="numpy")
-def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+def _class_rows(x2, target, weight, ignore_index, eps, z, W, grad_scale, grad_output, loss_out,
                 g2, r0, r1):
     C = x2.shape[1]
     dt = x2.dtype.type
@@ -93,8 +93,9 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
                 sm = row_sum(prod)
             wt = np.float64(weight[t]) if has_w else 1.0
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            l, a, b, bt = class_target_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
-                                          sm, wt, W, eps, C, g)
+            ls = math.log(s)
+            l, a, b, bt = class_target_position(ls, 1.0 / s, np.float64(xr[t]) - np.float64(m),
+                                                sm, wt, W, eps, C, g, z, np.float64(m) + ls)
             gt = a * np.float64(e[t]) - b * wt - bt  # read before e (maybe gr) is scaled
             if g2.size != 0:
                 gr = g2[r]
@@ -115,7 +116,7 @@ def _class_rows(x2, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
 
 
 @njit(cache=True, error_model="numpy")
-def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_output, loss_out,
+def _streamed_class_rows(x2, target, weight, ignore_index, z, W, grad_scale, grad_output, loss_out,
                          g2, r0, r1, scratch):
     """`_class_rows` without smoothing, for a gradient that is streamed: a row's
     exps stay in scratch (C items, in L1) and its gradient leaves from there in
@@ -138,8 +139,9 @@ def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_o
             s, m = row_exp_sum_first(xr, e)
             wt = np.float64(weight[t]) if weight.size != 0 else 1.0
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            l, a, _, bt = class_target_position(math.log(s), 1.0 / s, np.float64(xr[t]) - np.float64(m),
-                                                0.0, wt, W, 0.0, C, g)
+            ls = math.log(s)
+            l, a, _, bt = class_target_position(ls, 1.0 / s, np.float64(xr[t]) - np.float64(m),
+                                                0.0, wt, W, 0.0, C, g, z, np.float64(m) + ls)
             stream_affine(e, dt(0), dt(a), dt(0), gr, t, dt(a * np.float64(e[t]) - bt))
         part += l
         if loss_out.size != 0:
@@ -149,7 +151,7 @@ def _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_o
 
 
 @njit(cache=True, error_model="numpy")
-def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+def _class_tile(x, target, weight, ignore_index, eps, z, W, grad_scale, grad_output, loss_out,
                 grad_out, stream, o, i0, n, exps, shift, exp_sum, exp_sum32, target_logit, grad_a, grad_b,
                 grad_bt, target32, smooth_sum, target_weight, losses):
     """One tile.  Scratch: ``exps`` of at least ``C * n`` items, the rest of at least n:
@@ -229,8 +231,9 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
     for i in range(n):
         g = grad_scale * grad_output[o, i0 + i] if has_go else grad_scale
         dxt = np.float64(target_logit[i]) - np.float64(shift[i])
-        l, ai, bi, bti = class_target_position(np.float64(log_sum[i]), 1.0 / exp_sum[i], dxt, smooth_sum[i],
-                                               target_weight[i], W, eps, C, g)
+        ls = np.float64(log_sum[i])
+        l, ai, bi, bti = class_target_position(ls, 1.0 / exp_sum[i], dxt, smooth_sum[i],
+                                               target_weight[i], W, eps, C, g, z, np.float64(shift[i]) + ls)
         on = target32[i] >= 0
         losses[i] = l if on else 0.0
         # An ignored position's gradient is torch's 0 - softmax * 0: a e with
@@ -263,7 +266,7 @@ def _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output
 
 
 @njit(cache=True, error_model="numpy")
-def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_output, loss_out,
+def _class_tiles(x, target, weight, ignore_index, eps, z, W, grad_scale, grad_output, loss_out,
                  grad_out, stream, T, tiles, b0, b1, partials):
     """Blocks ``b0:b1`` of the tile path, sharing one set of scratch."""
     C = x.shape[1]
@@ -275,14 +278,14 @@ def _class_tiles(x, target, weight, ignore_index, eps, W, grad_scale, grad_outpu
     inner = x.shape[2]
     for b in range(b0, b1):
         i0, i1 = block_range(b % tiles, T, inner)
-        partials[b] = _class_tile(x, target, weight, ignore_index, eps, W, grad_scale, grad_output,
+        partials[b] = _class_tile(x, target, weight, ignore_index, eps, z, W, grad_scale, grad_output,
                                   loss_out, grad_out, stream, b // tiles, i0, i1 - i0, e, d[0], s, d[1],
                                   d[2], d[3], d[4], d[5], tg, f[0], f[1], f[2])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _class_row_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out,
-                      grad_out):
+def _class_row_blocks(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad_output,
+                      loss_out, grad_out):
     """`cross_entropy_class` on rows (``inner == 1``), the gradient not streamed."""
     outer, C, _ = x.shape
     rows, nb = row_blocking(outer, C)
@@ -292,13 +295,14 @@ def _class_row_blocks(x, target, weight, ignore_index, label_smoothing, grad_sca
     partials = np.empty(nb)
     for b in prange(nb):
         r0, r1 = block_range(b, rows, outer)
-        partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, W, grad_scale,
+        partials[b] = _class_rows(x2, target, weight, ignore_index, label_smoothing, z_loss, W, grad_scale,
                                   grad_output, loss_out, g2, r0, r1)
     return sum_partials(partials)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _streamed_class_row_blocks(x, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out):
+def _streamed_class_row_blocks(x, target, weight, ignore_index, z_loss, grad_scale, grad_output, loss_out,
+                               grad_out):
     """`cross_entropy_class` on rows (``inner == 1``) without smoothing, the gradient streamed."""
     outer, C, _ = x.shape
     rows, nb = row_blocking(outer, C)
@@ -308,14 +312,14 @@ def _streamed_class_row_blocks(x, target, weight, ignore_index, grad_scale, grad
     partials = np.empty(nb)
     for b in prange(nb):
         r0, r1 = block_range(b, rows, outer)
-        partials[b] = _streamed_class_rows(x2, target, weight, ignore_index, W, grad_scale, grad_output,
+        partials[b] = _streamed_class_rows(x2, target, weight, ignore_index, z_loss, W, grad_scale, grad_output,
                                            loss_out, g2, r0, r1, np.empty(C, x.dtype))
     return sum_partials(partials)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out,
-                       grad_out):
+def _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad_output,
+                       loss_out, grad_out):
     """`cross_entropy_class` on tiles (``inner > 1``)."""
     outer, C, inner = x.shape
     T, tiles, nb = tile_blocking(outer, C, inner)
@@ -324,12 +328,12 @@ def _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, grad_sc
     partials = np.empty(nb)
     ns = min(nb, BLOCK_GROUPS)
     for k in prange(ns):
-        _class_tiles(x, target, weight, ignore_index, label_smoothing, W, grad_scale, grad_output,
+        _class_tiles(x, target, weight, ignore_index, label_smoothing, z_loss, W, grad_scale, grad_output,
                      loss_out, grad_out, stream, T, tiles, k * nb // ns, (k + 1) * nb // ns, partials)
     return sum_partials(partials)
 
 
-def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
+def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad_output,
                         loss_out, grad_out):
     """Sum of the per-position class-target cross-entropy; see the module docstring.
 
@@ -339,19 +343,19 @@ def cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_s
     if outer * inner == 0:
         return 0.0
     if inner > 1:
-        return _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
-                                  loss_out, grad_out)
+        return _class_tile_blocks(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale,
+                                  grad_output, loss_out, grad_out)
     # Streamed rows fit in L1 (STREAM_ROW_BYTES); smoothing keeps the plain path.
     if (grad_out.nbytes >= STREAM_BYTES and C * x.itemsize <= STREAM_ROW_BYTES
             and label_smoothing == 0.0):
-        return _streamed_class_row_blocks(x, target, weight, ignore_index, grad_scale, grad_output, loss_out,
-                                          grad_out)
-    return _class_row_blocks(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output,
+        return _streamed_class_row_blocks(x, target, weight, ignore_index, z_loss, grad_scale, grad_output,
+                                          loss_out, grad_out)
+    return _class_row_blocks(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad_output,
                              loss_out, grad_out)
 
 
 @njit(cache=True, error_model="numpy")
-def _prob_rows(x2, y2, weight, eps, grad_scale, grad_output, loss_out, g2, r0, r1):
+def _prob_rows(x2, y2, weight, eps, z, grad_scale, grad_output, loss_out, g2, r0, r1):
     C = x2.shape[1]
     dt = x2.dtype.type
     has_w = weight.size != 0
@@ -369,13 +373,15 @@ def _prob_rows(x2, y2, weight, eps, grad_scale, grad_output, loss_out, g2, r0, r
             wy[j], prod[j] = prob_target_class(yr[j], weight[j] if has_w else 1.0, eps, C,
                                                np.float64(m) - np.float64(xr[j]))
         swy = row_sum(wy)
-        l = prob_target_loss(math.log(s), swy, row_sum(prod))
+        ls = math.log(s)
+        lse = np.float64(m) + ls
+        l = prob_target_loss(ls, swy, row_sum(prod), z, lse)
         part += l
         if loss_out.size != 0:
             loss_out[r, 0] = l
         if g2.size != 0:
             g = grad_scale * grad_output[r, 0] if grad_output.size != 0 else grad_scale
-            a = prob_target_scale(s, swy, g)
+            a = prob_target_scale(s, swy, g, z, lse)
             gr = g2[r]
             for j in range(C):
                 gr[j] = dt(prob_target_gradient(a, e[j], g, wy[j]))
@@ -383,7 +389,7 @@ def _prob_rows(x2, y2, weight, eps, grad_scale, grad_output, loss_out, g2, r0, r
 
 
 @njit(cache=True, error_model="numpy")
-def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o, i0, n):
+def _prob_tile(x, y, weight, eps, z, grad_scale, grad_output, loss_out, grad_out, o, i0, n):
     C = x.shape[1]
     dt = x.dtype.type
     has_w = weight.size != 0
@@ -403,8 +409,10 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
             swy[i] += wy
             sd[i] += wyd
     part = 0.0
+    ls = np.empty(n)
     for i in range(n):
-        l = prob_target_loss(vlog(s[i]), swy[i], sd[i])
+        ls[i] = vlog(s[i])
+        l = prob_target_loss(ls[i], swy[i], sd[i], z, np.float64(m[i]) + ls[i])
         part += l
         if loss_out.size != 0:
             loss_out[o, i0 + i] = l
@@ -413,7 +421,7 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
         a = np.empty(n)
         for i in range(n):
             g[i] = grad_scale * grad_output[o, i0 + i] if grad_output.size != 0 else grad_scale
-            a[i] = prob_target_scale(s[i], swy[i], g[i])
+            a[i] = prob_target_scale(s[i], swy[i], g[i], z, np.float64(m[i]) + ls[i])
         for c in range(C):
             ec = e[c]
             yc = y[o, c, i0:i0 + n]
@@ -425,7 +433,7 @@ def _prob_tile(x, y, weight, eps, grad_scale, grad_output, loss_out, grad_out, o
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _prob_row_blocks(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+def _prob_row_blocks(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out):
     """`cross_entropy_prob` on rows (``inner == 1``)."""
     outer, C, _ = x.shape
     rows, nb = row_blocking(outer, C)
@@ -435,24 +443,25 @@ def _prob_row_blocks(x, target, weight, label_smoothing, grad_scale, grad_output
     partials = np.empty(nb)
     for b in prange(nb):
         r0, r1 = block_range(b, rows, outer)
-        partials[b] = _prob_rows(x2, y2, weight, label_smoothing, grad_scale, grad_output, loss_out, g2, r0, r1)
+        partials[b] = _prob_rows(x2, y2, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, g2,
+                                 r0, r1)
     return sum_partials(partials)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _prob_tile_blocks(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+def _prob_tile_blocks(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out):
     """`cross_entropy_prob` on tiles (``inner > 1``)."""
     outer, C, inner = x.shape
     T, tiles, nb = tile_blocking(outer, C, inner)
     partials = np.empty(nb)
     for b in prange(nb):
         i0, i1 = block_range(b % tiles, T, inner)
-        partials[b] = _prob_tile(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out,
+        partials[b] = _prob_tile(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out,
                                  grad_out, b // tiles, i0, i1 - i0)
     return sum_partials(partials)
 
 
-def cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out):
+def cross_entropy_prob(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out):
     """Sum of the per-position probability-target cross-entropy; see the module docstring."""
     outer, C, inner = x.shape
     if outer * inner == 0:
@@ -462,4 +471,4 @@ def cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_outp
             loss_out[:] = 0
         return 0.0
     kernel = _prob_row_blocks if inner == 1 else _prob_tile_blocks
-    return kernel(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out)
+    return kernel(x, target, weight, label_smoothing, z_loss, grad_scale, grad_output, loss_out, grad_out)

@@ -204,22 +204,34 @@ ELEMENTWISE = {spec.name: spec for spec in (
 
 
 @njit(cache=True, error_model="numpy")
-def class_target_position(ls, inv_s, dxt, sm, wt, W, eps, C, g):
-    """Class-target cross-entropy of one non-ignored position, target t, smoothing ``eps``:
-    ``l = (1 - eps) w_t (lse - x_t) + eps / C * sum_j w_j (lse - x_j)`` (just the
-    first term when eps == 0), with ``lse - x_j = log(s) + (m - x_j)``.
+def z_loss_position(lse, z, w, g):
+    """The z-loss of one position, ``z w lse**2`` (PaLM's and T5X's auxiliary loss, with the
+    position's weight w), and the factor of its softmax in ``g dl/dx``, ``2 z w g lse``;
+    ``(0, 0)`` when z == 0, so that an infinite lse adds no NaN to a loss without it."""
+    if z == 0.0:
+        return 0.0, 0.0
+    return z * w * lse * lse, 2.0 * z * w * g * lse
+
+
+@njit(cache=True, error_model="numpy")
+def class_target_position(ls, inv_s, dxt, sm, wt, W, eps, C, g, z, lse):
+    """Class-target cross-entropy of one non-ignored position, target t, smoothing ``eps``,
+    z-loss ``z``: ``l = (1 - eps) w_t (lse - x_t) + eps / C * sum_j w_j (lse - x_j)`` (just the
+    first term when eps == 0), with ``lse - x_j = log(s) + (m - x_j)``, plus the z-loss
+    ``z w_t lse**2`` (`z_loss_position`).
 
     ``ls = log(s)``, ``inv_s = 1 / s`` with ``s = sum_j exp(x_j - m)``, ``dxt = x_t - m``,
     ``sm = sum_j w_j (m - x_j)`` (unused if eps == 0), ``W = sum_j w_j``, ``wt = w_t``,
-    ``g`` the position's gradient scale.  Returns ``(l, a, b, bt)``: the gradient
-    ``g dl/dx_j`` is ``a e_j - b w_j``, less ``bt`` at the target, ``e_j = exp(x_j - m)``.
+    ``g`` the position's gradient scale, ``lse = m + log(s)``.  Returns ``(l, a, b, bt)``: the
+    gradient ``g dl/dx_j`` is ``a e_j - b w_j``, less ``bt`` at the target, ``e_j = exp(x_j - m)``.
     """
+    zl, za = z_loss_position(lse, z, wt, g)
     nll = wt * (ls - dxt)
     if eps == 0.0:
-        return nll, g * wt * inv_s, 0.0, g * wt
+        return nll + zl, (g * wt + za) * inv_s, 0.0, g * wt
     l = (1.0 - eps) * nll + eps / C * (W * ls + sm)
-    a = g * ((1.0 - eps) * wt + eps * W / C) * inv_s
-    return l, a, g * eps / C, g * (1.0 - eps) * wt
+    a = (g * ((1.0 - eps) * wt + eps * W / C) + za) * inv_s
+    return l + zl, a, g * eps / C, g * (1.0 - eps) * wt
 
 
 @njit(cache=True, error_model="numpy")
@@ -258,16 +270,18 @@ def prob_target_weight(y, w, eps, C):
 
 
 @njit(cache=True, error_model="numpy")
-def prob_target_loss(ls, swy, sd):
+def prob_target_loss(ls, swy, sd, z, lse):
     """``l = log(s) swy + sd`` from ``ls = log(s)`` and the sums of `prob_target_class`'s
-    terms, ``swy = sum_j wy_j`` and ``sd = sum_j wy_j (m - x_j)``."""
-    return ls * swy + sd
+    terms, ``swy = sum_j wy_j`` and ``sd = sum_j wy_j (m - x_j)``; plus the z-loss
+    ``z lse**2`` (`z_loss_position`, weight 1), ``lse = m + log(s)``."""
+    return ls * swy + sd + z_loss_position(lse, z, 1.0, 1.0)[0]
 
 
 @njit(cache=True, error_model="numpy")
-def prob_target_scale(s, swy, g):
-    """``a = g swy / s``, the factor of ``e_j`` in the position's gradient (`prob_target_gradient`)."""
-    return g * swy / s
+def prob_target_scale(s, swy, g, z, lse):
+    """``a = (g swy + 2 z g lse) / s``, the factor of ``e_j`` in the position's gradient
+    (`prob_target_gradient`; the second term is the z-loss's)."""
+    return (g * swy + z_loss_position(lse, z, 1.0, g)[1]) / s
 
 
 @njit(cache=True, error_model="numpy")
