@@ -16,6 +16,8 @@ from ._config import show_config
 from . import _elementwise_losses
 from ._elementwise_losses import *  # noqa: F401,F403 (every elementwise loss)
 from ._class_losses import cross_entropy, nll_loss
+from ._dice import dice_loss
+from ._distillation import distillation_loss
 from ._normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward
 
 __version__ = "0.1.0"
@@ -23,5 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "nll_loss", "cross_entropy", *_elementwise_losses.__all__,
+    "dice_loss",
+    "distillation_loss",
     "get_backend", "set_backend", "backend", "get_num_threads", "set_num_threads", "show_config",
 ]

@@ -50,6 +50,12 @@ Elementwise kernels, one per elementwise loss of ``fastloss._registry.LOSSES``:
     ``x``, ``y``, ``grad_output``, ``loss_out`` and ``grad_out`` are
     ``(outer, K, inner)`` arrays; ``weight`` and per-element factors such as
     ``pos_weight`` are ``(K,)`` vectors broadcast along the middle axis.
+``dice_class(x, target, weight, activation, smooth, samples, grad_scale, grad_output, loss_out, grad_out) -> float``
+``dice_prob(x, target, weight, activation, smooth, samples, grad_scale, grad_output, loss_out, grad_out) -> float``
+    The Dice loss of each (sample, class): x's ``outer`` rows are ``samples``
+    runs of equal length, one per sample; ``activation`` is the index in
+    ``fastloss._dice.ACTIVATIONS``; ``grad_output`` and ``loss_out`` are
+    ``(samples, C)``.  See ``fastloss/_numba/dice.py``.
 
 Determinism: positions are cut into blocks whose bounds depend on the array
 shape only; each block's partial sum is accumulated in float64 in position

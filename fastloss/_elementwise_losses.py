@@ -8,13 +8,11 @@ import numpy as np
 from . import _validate
 from ._backends import kernels
 from ._layout import ClassLayout, Output, absent, private_copy
-from ._reduction import gradient_scale, reduced
+from ._reduction import gradient_scale, reduced, reduction_divisor
 from ._registry import LOSSES, run_kernel
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss", "kl_div"]
 
-# What kl_div's reductions add to torch's three.
-KL_REDUCTIONS = (*_validate.REDUCTIONS, "batchmean")
 
 
 def _varying_axes(factor, shape):
@@ -41,16 +39,6 @@ def _factor_vector(factor, shape, axis, dtype):
         return absent(1, dtype)
     padded = factor.reshape((1,) * (len(shape) - factor.ndim) + factor.shape)
     return np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (shape[axis],)), dtype=dtype)
-
-
-def _normaliser(reduction, shape):
-    """The divisor of a reduction: the element count for "mean", the batch size
-    (``shape[0]``; 1 for 0-d input, as torch) for "batchmean", else 1."""
-    if reduction == "mean":
-        return float(np.prod(shape, dtype=np.float64))
-    if reduction == "batchmean" and shape:
-        return float(shape[0])
-    return 1.0
 
 
 def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad_output,
@@ -90,7 +78,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
              for name, factor in factors.items()},
             reduction, return_grad,
             upstream.reshape(flat) if isinstance(upstream, np.ndarray) else upstream,
-            flat_gradient_out, target_kind, options, reductions, _normaliser(reduction, x.shape))
+            flat_gradient_out, target_kind, options, reductions, reduction_divisor(reduction, x.shape))
         loss, grad = outcome if return_grad else (outcome, None)
         if reduction == "none":
             loss = loss.reshape(x.shape)
@@ -114,7 +102,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
         loss3 = layout.view(loss, compute)
     else:
         if normaliser is None:
-            normaliser = _normaliser(reduction, x.shape)
+            normaliser = reduction_divisor(reduction, x.shape)
         grad_scale = gradient_scale(upstream, normaliser)
         upstream3 = absent(3, compute)
         loss3 = absent(3, compute)
@@ -197,7 +185,7 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
     return _elementwise_loss(LOSSES["kl_div"], input, target, {"weight": None}, reduction, return_grad,
                              grad_output, gradient_out,
                              target_kind="log_probabilities" if log_target else "probabilities",
-                             reductions=KL_REDUCTIONS)
+                             reductions=_validate.KL_REDUCTIONS)
 
 
 binary_cross_entropy.__doc__ = """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.

@@ -11,6 +11,16 @@ def _divide(a, b):
         return float(np.float64(a) / b)
 
 
+def reduction_divisor(reduction, shape):
+    """The divisor of a reduction of elementwise losses: the element count for "mean", the
+    batch size (``shape[0]``; 1 for 0-d input, as torch) for "batchmean", else 1."""
+    if reduction == "mean":
+        return float(np.prod(shape, dtype=np.float64))
+    if reduction == "batchmean" and shape:
+        return float(shape[0])
+    return 1.0
+
+
 def gradient_scale(upstream, normaliser):
     """Every position's gradient scale, ``grad_output / normaliser`` (inf for a zero normaliser,
     which the kernels only apply to positions that have a weight, as torch does)."""

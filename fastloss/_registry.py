@@ -1,6 +1,6 @@
 """The registry of losses: what the front layer needs to know about each, by name.
 
-A loss is one of two kinds, each served by one driver in both backends:
+A loss is one of four kinds, each served by one driver in both backends:
 
 ``elementwise``
     every element of the input is a position with its own loss (the binary
@@ -9,6 +9,17 @@ A loss is one of two kinds, each served by one driver in both backends:
 ``class_axis``
     a position's loss depends on its whole row of C classes (cross-entropy,
     nll): rows when ``inner == 1``, tiles when ``inner > 1``.
+``class_sums``
+    the loss of each (sample, class) is a function of sums over the sample's
+    positions (the Dice loss): a pass for the sums, then one for the gradient,
+    in ``fastloss/_numba/dice.py`` / ``fastloss/_cython/dice.pyx``.
+``class_pair``
+    the loss of each element depends on two rows of C logits at its position,
+    the input's and the target's (the distillation loss, whose target is the
+    teacher's ``"logits"``), in ``fastloss/_numba/distillation.py`` /
+    ``fastloss/_cython/distillation.pyx``.  Its kernel takes no ``weight``:
+    ``name(x, target, *arguments, grad_scale, grad_output, loss_out, grad_out)``,
+    called by its front layer (``fastloss/_distillation.py``).
 
 The front layer reads a loss's spec here instead of passing booleans down:
 which input it takes (``"probabilities"`` are checked to lie in [0, 1];
@@ -26,12 +37,12 @@ class LossSpec:
     """One loss: its name, its driver, its input and its backend kernels."""
 
     name: str
-    kind: str                 # "elementwise" or "class_axis"
+    kind: str                 # "elementwise", "class_axis", "class_sums" or "class_pair"
     input: str                # "logits", "probabilities" or "log_probabilities"
     # Backend kernel by target kind: "elements" (an elementwise loss's targets),
     # "classes" (class-index targets), "probabilities" (class-probability
     # targets; kl_div's plain targets) or "log_probabilities" (kl_div's with
-    # log_target=True).
+    # log_target=True); "logits" (the distillation loss's teacher logits).
     kernels: dict = field(default_factory=dict)
 
 
@@ -68,5 +79,10 @@ LOSSES = {
         LossSpec("cross_entropy", "class_axis", "logits",
                  {"classes": KernelCall("cross_entropy_class", ("ignore_index", "label_smoothing", "z_loss")),
                   "probabilities": KernelCall("cross_entropy_prob", ("label_smoothing", "z_loss"))}),
+        LossSpec("dice_loss", "class_sums", "logits",
+                 {"classes": KernelCall("dice_class", ("activation", "smooth", "samples")),
+                  "probabilities": KernelCall("dice_prob", ("activation", "smooth", "samples"))}),
+        LossSpec("distillation_loss", "class_pair", "logits",
+                 {"logits": KernelCall("distillation_loss", ("temperature",))}),
     )
 }

@@ -3,6 +3,7 @@
 Each function takes what the caller passed and returns it in the form the
 layout layer needs (an ndarray of the compute dtype, a normalised axis, ...).
 """
+import math
 import numbers
 import operator
 
@@ -14,6 +15,8 @@ except ImportError:  # NumPy 1.x
     from numpy.core.multiarray import normalize_axis_index
 
 REDUCTIONS = ("mean", "sum", "none")
+# The KL losses' reductions: torch's three and "batchmean".
+KL_REDUCTIONS = (*REDUCTIONS, "batchmean")
 
 
 def float_dtypes(arr, name):
@@ -65,20 +68,23 @@ def reduction(value, allowed=REDUCTIONS):
     return value
 
 
+def finite_real(value, name, lowest=-math.inf, strict=False):
+    """A scalar option as a float: a real number (else TypeError), finite and at least
+    ``lowest`` (above it with ``strict``; else ValueError)."""
+    # Plain floats and ints skip the ABC check, which costs a small call microseconds.
+    if type(value) not in (float, int) and not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and (value > lowest or value == lowest and not strict)):
+        bound = "" if lowest == -math.inf else f" and {'above' if strict else 'at least'} {lowest:g}"
+        raise ValueError(f"{name} must be finite{bound}, got {value}")
+    return value
+
+
 def focal_parameters(alpha, gamma):
     """The sigmoid focal loss's ``alpha`` (finite; negative turns the alpha factor off, as in
     torchvision) and ``gamma`` (finite, at least 0), as floats."""
-    values = []
-    for name, value in (("alpha", alpha), ("gamma", gamma)):
-        if not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number, got {value!r}")
-        value = float(value)
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
-        values.append(value)
-    if values[1] < 0:
-        raise ValueError(f"gamma must be at least 0, got {values[1]}")
-    return tuple(values)
+    return finite_real(alpha, "alpha"), finite_real(gamma, "gamma", 0.0)
 
 
 def label_smoothing(value):
@@ -90,11 +96,7 @@ def label_smoothing(value):
 
 def z_loss(value):
     """cross_entropy's z-loss factor: a finite real number, at least 0."""
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"z_loss must be a real number, got {value!r}")
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"z_loss must be finite and at least 0, got {value}")
-    return float(value)
+    return finite_real(value, "z_loss", 0.0)
 
 
 def ignore_index(value):

@@ -106,7 +106,39 @@ def _elementwise_paths(name):
             x = 1 / (1 + np.exp(-x))
         return getattr(fl, name)(x, _binary(dtype, shape), return_grad=True)
 
+    if name == "sigmoid_focal_loss":  # its two kernels: gamma = 2 and any other gamma
+        def focal(dtype, shape, gamma):
+            return fl.sigmoid_focal_loss(_logits(dtype, shape), _binary(dtype, shape), gamma=gamma,
+                                         return_grad=True)
+
+        return [(f"{path}{'' if gamma == 2.0 else ' gamma 2.5'}",
+                 lambda dtype, shape=shape, gamma=gamma: focal(dtype, shape, gamma))
+                for path, shape in (("batched", BATCH), ("spatial", SPATIAL)) for gamma in (2.0, 2.5)]
+    if name == "kl_div":  # its two kernels: probability and log-probability targets
+        def divergence(dtype, shape, log_target):
+            target = _probabilities(dtype, shape)
+            return fl.kl_div(np.log(_probabilities(dtype, shape)), np.log(target) if log_target else target,
+                             log_target=log_target, return_grad=True)
+
+        return [(f"{path}{' log_target' if log_target else ''}",
+                 lambda dtype, shape=shape, log_target=log_target: divergence(dtype, shape, log_target))
+                for path, shape in (("batched", BATCH), ("spatial", SPATIAL)) for log_target in (False, True)]
     return _by_shape(run)
+
+
+def _distillation_paths():
+    def run(dtype, shape):
+        return fl.distillation_loss(_logits(dtype, shape), _probabilities(dtype, shape), return_grad=True)
+
+    return _by_shape(run)
+
+
+def _dice_paths():
+    def probabilities(dtype, shape):
+        return fl.dice_loss(_logits(dtype, shape), _probabilities(dtype, shape), return_grad=True)
+
+    return [*_class_target_paths("dice_loss"),
+            *[(f"{path} probabilities", call) for path, call in _by_shape(probabilities)]]
 
 
 def _paths():
@@ -116,6 +148,8 @@ def _paths():
     paths["nll_loss"] = _class_target_paths("nll_loss")
     paths["cross_entropy"] = _cross_entropy_paths()
     paths.update({name: _elementwise_paths(name) for name in fl._elementwise_losses.__all__})
+    paths["distillation_loss"] = _distillation_paths()
+    paths["dice_loss"] = _dice_paths()
     return paths
 
 

@@ -17,33 +17,46 @@ import numpy as np
 import fastloss as fl
 
 # (label, function, shape, required speed-up over torch eager, the most a fastloss time may be
-# over the memory limit (None: no target), fastloss keywords)
+# over the memory limit (None: no target), options: "in_place" and the loss's keywords)
 WORKLOADS = [
     ("cross_entropy", "cross_entropy", (8192, 1000), 5, 1.3, {}),
     ("cross_entropy", "cross_entropy", (16, 21, 256, 256), 10, 2.5, {}),
     ("cross_entropy", "cross_entropy", (2048, 32000), 4, 1.8, {}),
     ("cross_entropy, grad in place", "cross_entropy", (2048, 32000), 8, 1.5, {"in_place": True}),
+    ("cross_entropy + z_loss", "cross_entropy", (8192, 1000), 5, 1.3, {"z_loss": 1e-4}),
+    ("cross_entropy + z_loss", "cross_entropy", (16, 21, 256, 256), 10, 2.5, {"z_loss": 1e-4}),
     ("log_softmax forward", "log_softmax", (8192, 1000), 2, None, {}),
     ("log_softmax forward", "log_softmax", (16, 21, 256, 256), 2, None, {}),
     ("log_softmax forward", "log_softmax", (2048, 32000), 2, None, {}),
     ("bce_with_logits", "binary_cross_entropy_with_logits", (16, 1, 512, 512), 3, 1.5, {}),
     ("bce_with_logits", "binary_cross_entropy_with_logits", (64, 80), 3, None, {}),
+    ("sigmoid_focal_loss", "sigmoid_focal_loss", (16, 1, 512, 512), 4, None, {"reduction": "mean"}),
+    ("kl_div", "kl_div", (2048, 32000), 1, None, {"reduction": "batchmean"}),
+    ("distillation_loss, T = 2", "distillation_loss", (2048, 32000), 5, None, {"temperature": 2.0}),
+    ("dice_loss", "dice_loss", (16, 21, 256, 256), 5, None, {}),
     ("cross_entropy, whole call", "cross_entropy", (32, 10), 1, None, {}),
 ]
 
 
 def make_arrays(name, shape, rng):
+    """The workload's input and target (None for log_softmax), float32."""
     x = rng.standard_normal(shape, dtype=np.float32)
-    if name == "cross_entropy":
+    if name in ("cross_entropy", "dice_loss"):
         target = rng.integers(0, shape[1], shape[:1] + shape[2:])
-    elif name == "binary_cross_entropy_with_logits":
+    elif name == "distillation_loss":  # the teacher's logits
+        target = rng.standard_normal(shape, dtype=np.float32)
+    elif name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss"):
         target = (rng.random(shape) < 0.5).astype(np.float32)
+    elif name == "kl_div":  # log-probabilities against probabilities, along the last axis
+        x -= np.log(np.exp(x).sum(axis=-1, keepdims=True))
+        target = rng.random(shape, dtype=np.float32)
+        target /= target.sum(axis=-1, keepdims=True)
     else:
         target = None
     return x, target
 
 
-def fastloss_call(name, x, target, in_place=False):
+def fastloss_call(name, x, target, in_place=False, **keywords):
     if name == "log_softmax":
         axis = 1 if x.ndim > 2 else -1
         return lambda: fl.log_softmax(x, axis=axis)
@@ -52,27 +65,62 @@ def fastloss_call(name, x, target, in_place=False):
         scratch = x.copy()
 
         def run():  # later runs read the previous gradient: the same work on finite values
-            func(scratch, target, return_grad=True, gradient_out=scratch)
+            func(scratch, target, return_grad=True, gradient_out=scratch, **keywords)
         return run
-    return lambda: func(x, target, return_grad=True)
+    return lambda: func(x, target, return_grad=True, **keywords)
 
 
-def torch_call(name, x, target, compiled=False):
+def torch_losses():
+    """The torch reference of each loss: a function of (input, target, **keywords)."""
     import torch
     import torch.nn.functional as F
+
+    def cross_entropy(x, t, z_loss=0.0):
+        loss = F.cross_entropy(x, t)
+        if z_loss:
+            loss = loss + z_loss * (torch.logsumexp(x, 1) ** 2).mean()
+        return loss
+
+    def sigmoid_focal_loss(x, t, reduction="none"):  # torchvision.ops.sigmoid_focal_loss's lines
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        loss = (0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2
+        return loss.mean() if reduction == "mean" else loss
+
+    def distillation_loss(student, teacher, temperature=1.0):
+        return temperature ** 2 * F.kl_div(F.log_softmax(student / temperature, 1),
+                                           F.log_softmax(teacher / temperature, 1),
+                                           reduction="batchmean", log_target=True)
+
+    def dice_loss(x, t, smooth=1e-5):  # MONAI's DiceLoss(softmax=True, to_onehot_y=True)
+        p = torch.softmax(x, 1)
+        onehot = torch.movedim(F.one_hot(t, x.shape[1]), -1, 1).to(p.dtype)
+        spatial = tuple(range(2, x.dim()))
+        intersection = (onehot * p).sum(spatial)
+        denominator = onehot.sum(spatial) + p.sum(spatial)
+        return (1 - (2 * intersection + smooth) / (denominator + smooth)).mean()
+
+    return {"cross_entropy": cross_entropy, "sigmoid_focal_loss": sigmoid_focal_loss,
+            "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits, "kl_div": F.kl_div,
+            "distillation_loss": distillation_loss, "dice_loss": dice_loss}
+
+
+def torch_call(name, x, target, compiled=False, **keywords):
+    import torch
 
     xt = torch.from_numpy(x).requires_grad_(name != "log_softmax")
     if name == "log_softmax":
         dim = 1 if x.ndim > 2 else -1
         return lambda: torch.log_softmax(xt, dim)
     tt = torch.from_numpy(target)
-    loss = getattr(F, name)
+    loss = torch_losses()[name]
     if compiled:
         loss = torch.compile(loss)
 
     def run():
         xt.grad = None
-        loss(xt, tt).backward()
+        loss(xt, tt, **keywords).backward()
     return run
 
 
@@ -147,11 +195,13 @@ def measure(repeat, compiled):
 
 def _measure_workload(repeat, compiled, label, name, shape, required, limit_ratio, options):
     x, target = make_arrays(name, shape, np.random.default_rng(0))
-    calls = {"torch": (_nothing, torch_call(name, x, target))}
+    keywords = {key: value for key, value in options.items() if key != "in_place"}
+    in_place = options.get("in_place", False)
+    calls = {"torch": (_nothing, torch_call(name, x, target, **keywords))}
     for backend_name in ("numba", "cython"):
         calls[backend_name] = (_use_backend(backend_name), fastloss_call(name, x, target, **options))
     if limit_ratio is not None or x.size >= 100_000:
-        calls["limit"] = (use_fastloss_threads, limit_call(x.copy(), target, **options))
+        calls["limit"] = (use_fastloss_threads, limit_call(x.copy(), target, in_place))
     rounds = repeat * 20 if x.size < 100_000 else repeat
     row = {"label": label, "shape": shape, "required": required, "limit_ratio": limit_ratio,
            **best_times(calls, rounds)}

@@ -25,6 +25,7 @@ def test_both_backends_export_every_registered_kernel(name, backend_name):
 
 def test_every_spec_names_its_driver_and_input():
     for spec in LOSSES.values():
-        assert spec.kind in ("elementwise", "class_axis")
+        assert spec.kind in ("elementwise", "class_axis", "class_pair", "class_sums")
         assert spec.input in ("logits", "probabilities", "log_probabilities")
-        assert spec.kernels and set(spec.kernels) <= {"elements", "classes", "probabilities", "log_probabilities"}
+        assert spec.kernels and set(spec.kernels) <= {"elements", "classes", "probabilities", "log_probabilities",
+                                                      "logits"}

@@ -4,4 +4,4 @@
 with ``runpy``, so the build imports no fastloss), and ``fastloss._cython``
 loads them from the build it picks.
 """
-KERNEL_FAMILIES = ("normalisers", "nll", "cross_entropy", "elementwise")
+KERNEL_FAMILIES = ("normalisers", "nll", "cross_entropy", "elementwise", "distillation", "dice")

@@ -13,10 +13,10 @@ Element-wise losses
 ``elementwise_loss`` / ``elementwise_grad`` give one element's loss and
 ``g * dl/dx`` for an entry, with x the input, y the target, z the entry's
 shared term (``shared_term``: exp(-|x|) for the losses on logits, log y or
-exp y for the KL divergences; taken in a loop of its own when ``has_shared``),
+exp y for the KL divergences; none for BCE; taken in a loop of its own),
 pw the pos_weight and (a, b) the loss's two scalar options (sigmoid focal
 loss: alpha, gamma).  A new element-wise loss is its formulas here, an entry
-in the registry and its cases in these four functions; in ``elementwise.pyx``,
+in the registry and its cases in these three functions; in ``elementwise.pyx``,
 a kernel entry point that runs its entry and the line of ``_chunk`` that
 instantiates its loops.
 """
@@ -151,11 +151,6 @@ cdef inline floating kl_log_target_loss(floating x, floating y, floating exp_y) 
 
 # ---- the registry's dispatch (constant loss: folds to one formula) ---------
 
-cdef inline bint has_shared(ElementwiseLoss loss) noexcept nogil:
-    """Whether the loss reads a shared term z (its own loop: see elementwise.pyx)."""
-    return loss != BCE
-
-
 cdef inline floating shared_term(ElementwiseLoss loss, floating x, floating y) noexcept nogil:
     """z: exp(-|x|) for the losses on logits, log y or exp y for the KL divergences."""
     cdef floating zero = 0
@@ -266,3 +261,91 @@ cdef inline double prob_loss(double Q, double R, double logs) noexcept nogil:
 cdef inline double prob_grad_scale(double g, double Q) noexcept nogil:
     """A s: the weight of the softmax in g dl/dx."""
     return g * Q
+
+
+# ---- Dice loss (dice.pyx) ---------------------------------------------------
+# Per sample and class, from the float64 sums over its positions I = sum p t,
+# P = sum p, T = sum t: the loss, and g dl/dp_i = a - b t_i (dice_coefficients).
+
+cdef enum DiceActivation:
+    # The index of the activation in fastloss._dice.ACTIVATIONS.
+    DICE_IDENTITY
+    DICE_SOFTMAX
+    DICE_SIGMOID
+
+
+cdef inline floating dice_sigmoid(floating x) noexcept nogil:
+    """sigmoid(x) = 1 / (1 + exp(-x)) as (1 or z) / (1 + z), z = exp(-|x|) (1 for x >= 0)."""
+    cdef floating one = 1, zero = 0
+    cdef floating z = fexp_neg(x if x < zero else -x)
+    return (one if x >= zero else z) / (one + z)
+
+
+cdef inline floating dice_sigmoid_grad(floating p, floating q) noexcept nogil:
+    """q p (1 - p): q = g dl/dp through the sigmoid p = sigmoid(x), as torch's backward takes it."""
+    cdef floating one = 1
+    return q * (p * (one - p))
+
+
+cdef inline floating dice_softmax_grad(floating p, floating q, floating r) noexcept nogil:
+    """p_c (q_c - r): q_c = g dl/dp_c through the softmax p, r = sum_k p_k q_k."""
+    return p * (q - r)
+
+
+cdef inline floating dice_probability_grad(floating a, floating b, floating t) noexcept nogil:
+    """g dl/dp_i = a - b t_i at a position i with target t_i."""
+    return a - b * t
+
+
+cdef inline double dice_value(double I, double P, double T, double smooth) noexcept nogil:
+    """1 - (2 I + smooth) / (P + T + smooth)."""
+    return 1 - (2 * I + smooth) / (P + T + smooth)
+
+
+cdef inline void dice_coefficients(double I, double P, double T, double smooth, double g,
+                                   double* a, double* b) noexcept nogil:
+    """a = g (2 I + smooth) / (P + T + smooth)^2, b = 2 g / (P + T + smooth): g times the
+    loss of dice_value has g dl/dp_i = a - b t_i."""
+    cdef double d = P + T + smooth
+    a[0] = g * (2 * I + smooth) / (d * d)
+    b[0] = 2 * g / d
+
+
+# ---- knowledge distillation (distillation.pyx) -------------------------------
+# At one position, with s = student / T and t = teacher / T its logits over the
+# temperature, shifted by ms and mt: es_c = exp(s_c - ms), et_c = exp(t_c - mt),
+# Ss = sum_c es_c and St = sum_c et_c, so that Q_c = es_c / Ss = softmax(s)_c
+# and P_c = et_c / St = softmax(t)_c.
+
+from libc.math cimport log
+
+
+cdef inline floating distillation_term(floating et, floating dt, floating ds, floating c,
+                                       floating log_ratio) noexcept nogil:
+    """Class c's loss T**2 P_c (log P_c - log Q_c), as c et_c ((dt_c - ds_c) + log_ratio)
+    with dt_c = t_c - mt, ds_c = s_c - ms and (c, log_ratio) from distillation_scales.
+    As torch's exp(lt) (lt - ls) it is NaN where the teacher logit is -inf (0 * -inf)."""
+    return c * et * ((dt - ds) + log_ratio)
+
+
+cdef inline void distillation_scales(double temperature, double St, double Ss, double* c,
+                                     double* log_ratio) noexcept nogil:
+    """c = T**2 / St and log_ratio = log(Ss) - log(St), of distillation_term."""
+    c[0] = temperature * temperature / St
+    log_ratio[0] = log(Ss) - log(St)
+
+
+cdef inline void distillation_gradient_scales(double temperature, double G, double St, double Ss,
+                                              double* a, double* b) noexcept nogil:
+    """a = T G / Ss and b = T / St, of distillation_gradient, where G = sum_k g_k P_k is the
+    position's upstream gradient weighted by P (g itself when g is the same for every
+    class, as sum_k P_k = 1)."""
+    a[0] = temperature / Ss * G  # a = b g where Ss = St and G = g
+    b[0] = temperature / St
+
+
+cdef inline floating distillation_gradient(floating a, floating es, floating b, floating g,
+                                           floating et) noexcept nogil:
+    """g dl/dx_c = T (Q_c G - g_c P_c) = a es_c - b g_c et_c at the student logit
+    x_c = T s_c, upstream g_c, with (a, b) from distillation_gradient_scales."""
+    return a * es - (b * g) * et

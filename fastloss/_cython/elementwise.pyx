@@ -24,8 +24,8 @@ from fastloss._cython._blocking cimport (
 )
 from fastloss._cython._constants cimport BLOCK_ELEMS
 from fastloss._cython._formulas cimport (
-    BCE, BCE_WITH_LOGITS, KL_DIV, KL_DIV_LOG_TARGET, SIGMOID_FOCAL, ElementwiseLoss, elementwise_grad,
-    elementwise_loss, has_shared, shared_term,
+    BCE, BCE_WITH_LOGITS, KL_DIV, KL_DIV_LOG_TARGET, SIGMOID_FOCAL, ElementwiseLoss,
+    elementwise_grad, elementwise_loss, shared_term,
 )
 from fastloss._cython._machine cimport fl_stream_fence, stream_into, stream_result
 from fastloss._cython._row_loops cimport lane_sum
@@ -195,15 +195,28 @@ cdef void _chunk(ElementwiseLoss loss, const floating* x, const floating* y,
     below passes them as constants, so once inlined its loops hold one formula
     (inside, gcc would compute every form under masks).
     """
-    cdef Py_ssize_t j
-    if has_shared(loss):
-        # The shared loop on its own: values live across a libmvec call (float64) would be spilled.
-        for j in range(n):
-            z[j] = shared_term(loss, x[j], y[j])
+    # The shared terms in a loop of their own (values live across a libmvec call,
+    # float64, would be spilled), one loop per loss, each with its formula alone.
+    if loss == BCE_WITH_LOGITS:
+        _shared_loop(BCE_WITH_LOGITS, x, y, z, n)
+    elif loss == SIGMOID_FOCAL:
+        _shared_loop(SIGMOID_FOCAL, x, y, z, n)
+    elif loss == KL_DIV:
+        _shared_loop(KL_DIV, x, y, z, n)
+    elif loss == KL_DIV_LOG_TARGET:
+        _shared_loop(KL_DIV_LOG_TARGET, x, y, z, n)
     if loss == BCE:
         _loops(BCE, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
     elif loss == SIGMOID_FOCAL:
-        _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, gamma, g, go, gr, n, out)
+        # gamma's common values as constants: their powers fold to products.
+        if gamma == 2:
+            _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, 2, g, go, gr, n, out)
+        elif gamma == 1:
+            _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, 1, g, go, gr, n, out)
+        elif gamma == 0:
+            _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, 0, g, go, gr, n, out)
+        else:
+            _loops(SIGMOID_FOCAL, False, x, y, z, wk, pwk, alpha, gamma, g, go, gr, n, out)
     elif loss == KL_DIV:
         _loops(KL_DIV, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
     elif loss == KL_DIV_LOG_TARGET:
@@ -212,6 +225,14 @@ cdef void _chunk(ElementwiseLoss loss, const floating* x, const floating* y,
         _loops(BCE_WITH_LOGITS, True, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
     else:
         _loops(BCE_WITH_LOGITS, False, x, y, z, wk, pwk, 0, 0, g, go, gr, n, out)
+
+
+cdef inline void _shared_loop(ElementwiseLoss loss, const floating* x, const floating* y,
+                              floating* z, Py_ssize_t n) noexcept nogil:
+    """z[:n] = the shared terms of one registry entry (a constant once inlined)."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        z[j] = shared_term(loss, x[j], y[j])
 
 
 cdef inline void _loops(ElementwiseLoss loss, bint weighted, const floating* x,

@@ -14,6 +14,11 @@ normalisers
 nll, cross_entropy, elementwise
     The loss kernels; ``elementwise`` is the one driver of every loss in
     ``formulas.ELEMENTWISE`` (the binary cross-entropies).
+dice
+    The Dice loss: per-(sample, class) sums, then the gradient, in two passes.
+distillation
+    The distillation loss: a student's and a teacher's logits, rows or tiles
+    of both read once.
 formulas
     The math of each loss, one function per formula, and the registry of
     elementwise losses.
@@ -102,6 +107,8 @@ if portable_forced():
     _compile_for_generic_cpu()
 
 from .cross_entropy import cross_entropy_class, cross_entropy_prob  # noqa: E402
+from .dice import dice_class, dice_prob  # noqa: E402
+from .distillation import distillation_loss  # noqa: E402
 from . import elementwise  # noqa: E402
 from .elementwise import *  # noqa: E402,F401,F403 (one kernel per elementwise loss)
 from .nll import nll_loss  # noqa: E402
@@ -110,6 +117,8 @@ from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 KERNELS = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "nll_loss",
            "cross_entropy_class", "cross_entropy_prob", *elementwise.__all__]
+KERNELS += ["dice_class", "dice_prob"]
+KERNELS += ["distillation_loss"]
 if THREADING_LAYER == "workqueue":
     globals().update({name: _serialised(globals()[name]) for name in KERNELS})
 

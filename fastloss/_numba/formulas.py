@@ -95,33 +95,39 @@ def binary_cross_entropy_with_logits_gradient(x, y, e, pos_weight, has_pos_weigh
 
 @njit(cache=True, error_model="numpy", inline="always")
 def focal_modulation(q, gamma):
-    """``q ** gamma`` for ``0 <= q <= 1``, ``gamma >= 0``: exact products for gamma 0, 1
-    and 2 (0 ** 0 and NaN ** 0 are 1, as torch's pow), ``exp(gamma log q)`` else
-    (0 at q = 0)."""
-    if gamma == _TWO:
-        return q * q
-    if gamma == _ONE:
-        return q
-    if gamma == _ZERO:
-        return _ONE
-    return vexp(gamma * vlog(q))
+    """``q ** gamma`` for ``0 <= q <= 1``, ``gamma >= 0``: exact for gamma 0 and 1 (0 ** 0
+    and NaN ** 0 are 1, as torch's pow), ``exp(gamma log q)`` else (0 at q = 0).  gamma = 2
+    has kernels of its own (`sigmoid_focal_loss_square`): a run-time gamma keeps its loop
+    from vectorising as well as a constant one."""
+    power = vexp(gamma * vlog(q))  # taken for every gamma: the selects below then vectorise
+    return _ONE if gamma == _ZERO else (q if gamma == _ONE else power)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def focal_terms(x, y, e, alpha):
     """The terms of the sigmoid focal loss of logit x, target y, ``e = exp(-|x|)``:
-    ``(p, ce, q, r, a)`` with ``p = sigmoid(x)``, ``ce`` the BCE with logits, ``q = 1 - p_t = y (1 - p) + (1 - y) p``
-    (both terms from e, so q keeps its digits however small),
-    ``r = p (1 - p) / q`` (in [0, 1]; 0 where q is), and the alpha factor
+    ``(p, ce, q, r, a)`` with ``p = sigmoid(x)``, ``ce`` the BCE with logits,
+    ``q = 1 - p_t = y (1 - p) + (1 - y) p`` (both terms from e, so q keeps its digits
+    however small), ``r = p (1 - p) / q`` (in [0, 1]; 0 where q is), and the alpha factor
     ``a = alpha y + (1 - alpha) (1 - y)``, 1 for ``alpha < 0``."""
     big = _ONE / (_ONE + e)          # sigmoid(|x|)
     small = e * big                  # sigmoid(-|x|)
-    p, p_not = (big, small) if x >= _ZERO else (small, big)
+    p = big if x >= _ZERO else small
+    p_not = small if x >= _ZERO else big
     ce = (_ONE - y) * x - ((x if x < _ZERO else _ZERO) - vlog1p_unit(e))
     q = y * p_not + (_ONE - y) * p
     r = big * small / q if q != _ZERO else _ZERO
     a = alpha * y + (_ONE - alpha) * (_ONE - y) if alpha >= _ZERO else _ONE
     return p, ce, q, r, a
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def focal_gradient(p, y, ce, r, a, modulation, gamma, g):
+    """``g a q**gamma ((p - y) + gamma ce r (1 - 2 y))`` from `focal_terms` and
+    ``modulation = q**gamma``: the derivative of ``a ce q**gamma`` with ``dce/dx = p - y``
+    and ``dq/dx = p (1 - p) (1 - 2 y) = q r (1 - 2 y)``, written so that no
+    ``q ** (gamma - 1)`` appears (finite where q underflows to 0)."""
+    return g * a * modulation * ((p - y) + gamma * ce * r * (_ONE - y - y))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -135,12 +141,25 @@ def sigmoid_focal_loss(x, y, e, pos_weight, has_pos_weight, parameters):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def sigmoid_focal_loss_gradient(x, y, e, pos_weight, has_pos_weight, parameters, g):
-    """``g a q**gamma ((p - y) + gamma ce r (1 - 2 y))``: the derivative of
-    ``a ce q**gamma`` with ``dce/dx = p - y`` and ``dq/dx = p (1 - p) (1 - 2 y) = q r (1 - 2 y)``,
-    written so that no ``q ** (gamma - 1)`` appears (finite where q underflows to 0)."""
+    """`focal_gradient` for ``parameters = (alpha, gamma)``."""
     alpha, gamma = parameters
     p, ce, q, r, a = focal_terms(x, y, e, alpha)
-    return g * a * focal_modulation(q, gamma) * ((p - y) + gamma * ce * r * (_ONE - y - y))
+    return focal_gradient(p, y, ce, r, a, focal_modulation(q, gamma), gamma, g)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sigmoid_focal_loss_square(x, y, e, pos_weight, has_pos_weight, parameters):
+    """`sigmoid_focal_loss` for gamma = 2 (the default): ``a * ce * q * q``; parameters[1]
+    is not read."""
+    _, ce, q, _, a = focal_terms(x, y, e, parameters[0])
+    return a * ce * (q * q)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def sigmoid_focal_loss_square_gradient(x, y, e, pos_weight, has_pos_weight, parameters, g):
+    """`focal_gradient` for gamma = 2."""
+    p, ce, q, r, a = focal_terms(x, y, e, parameters[0])
+    return focal_gradient(p, y, ce, r, a, q * q, _TWO, g)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -196,6 +215,8 @@ ELEMENTWISE = {spec.name: spec for spec in (
     ElementwiseLoss("binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
                     binary_cross_entropy_with_logits_gradient, shared=exp_minus_abs),
     ElementwiseLoss("sigmoid_focal_loss", sigmoid_focal_loss, sigmoid_focal_loss_gradient,
+                    shared=exp_minus_abs),
+    ElementwiseLoss("sigmoid_focal_loss_square", sigmoid_focal_loss_square, sigmoid_focal_loss_square_gradient,
                     shared=exp_minus_abs),
     ElementwiseLoss("kl_div", kl_div, kl_div_gradient, shared=target_log),
     ElementwiseLoss("kl_div_log_target", kl_div_log_target, kl_div_log_target_gradient,
@@ -288,3 +309,91 @@ def prob_target_scale(s, swy, g, z, lse):
 def prob_target_gradient(a, e, g, wy):
     """``g dl/dx_j = a e_j - g wy_j`` with ``a`` from `prob_target_scale`, ``e_j = exp(x_j - m)``."""
     return a * e - g * wy
+
+
+# ---- Dice loss (`dice`) -----------------------------------------------------
+# The activation codes of the dice kernels: the index of the activation in
+# ``fastloss._dice.ACTIVATIONS`` (the Cython ``DiceActivation`` enum likewise).
+DICE_IDENTITY = 0
+DICE_SOFTMAX = 1
+DICE_SIGMOID = 2
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def dice_sigmoid(x):
+    """``sigmoid(x) = 1 / (1 + exp(-x))``, as ``(1 or e) / (1 + e)`` with ``e = exp(-|x|)``
+    (1 for x >= 0): no overflow for any x, NaN for NaN."""
+    e = vexp_neg(-abs(x))
+    return (_ONE if x >= _ZERO else e) / (_ONE + e)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def dice_sigmoid_gradient(p, q):
+    """``q p (1 - p)``: ``q = g dl/dp`` through the sigmoid ``p = sigmoid(x)``, as torch's
+    backward takes it."""
+    return q * (p * (_ONE - p))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def dice_softmax_gradient(p, q, r):
+    """``p_c (q_c - r)``: ``q_c = g dl/dp_c`` through the softmax ``p``, with ``r = sum_k p_k q_k``."""
+    return p * (q - r)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def dice_probability_gradient(a, b, t):
+    """``g dl/dp_i = a - b t_i`` of one (sample, class) at position i, target ``t_i``, with
+    ``(a, b)`` from `dice_coefficients`."""
+    return a - b * t
+
+
+@njit(cache=True, error_model="numpy")
+def dice_value(intersection, predicted, expected, smooth):
+    """``1 - (2 I + smooth) / (P + T + smooth)``: the Dice loss of one (sample, class) from
+    its float64 sums over the positions, ``I = sum p t``, ``P = sum p``, ``T = sum t``."""
+    return 1.0 - (2.0 * intersection + smooth) / (predicted + expected + smooth)
+
+
+@njit(cache=True, error_model="numpy")
+def dice_coefficients(intersection, predicted, expected, smooth, g):
+    """``(a, b)`` of `dice_probability_gradient` for ``g`` times the loss of `dice_value`:
+    ``a = g (2 I + smooth) / (P + T + smooth)^2``, ``b = 2 g / (P + T + smooth)``."""
+    d = predicted + expected + smooth
+    return g * (2.0 * intersection + smooth) / (d * d), 2.0 * g / d
+
+
+# ---- Knowledge distillation (`distillation`) ---------------------------------
+# At one position, with s = student / T and t = teacher / T its logits over the
+# temperature, shifted by ms and mt: es_j = exp(s_j - ms), et_j = exp(t_j - mt),
+# Ss = sum_j es_j and St = sum_j et_j, so that Q_j = es_j / Ss = softmax(s)_j
+# and P_j = et_j / St = softmax(t)_j.
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def distillation_term(et, dt, ds, c, log_ratio):
+    """Class j's loss ``T**2 P_j (log P_j - log Q_j)``, as
+    ``c et_j ((dt_j - ds_j) + log_ratio)`` with ``dt_j = t_j - mt``, ``ds_j = s_j - ms``
+    and ``(c, log_ratio)`` from `distillation_scales`.  As torch's ``exp(lt) (lt - ls)``
+    it is NaN where the teacher logit is -inf (``0 * -inf``)."""
+    return c * et * ((dt - ds) + log_ratio)
+
+
+@njit(cache=True, error_model="numpy")
+def distillation_scales(temperature, St, Ss):
+    """``(c, log_ratio) = (T**2 / St, log(Ss) - log(St))`` of `distillation_term`, in float64."""
+    return temperature * temperature / St, np.log(Ss) - np.log(St)
+
+
+@njit(cache=True, error_model="numpy")
+def distillation_gradient_scales(temperature, G, St, Ss):
+    """``(a, b) = (T G / Ss, T / St)`` of `distillation_gradient`, where
+    ``G = sum_k g_k P_k`` is the position's upstream gradient weighted by P (g itself
+    when g is the same for every class, as ``sum_k P_k = 1``)."""
+    return temperature / Ss * G, temperature / St  # a = b g where Ss = St and G = g
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def distillation_gradient(a, es, b, g, et):
+    """``g dl/dx_j = T (Q_j G - g_j P_j) = a es_j - b g_j et_j`` at the student logit
+    ``x_j = T s_j``, upstream ``g_j``, with ``(a, b)`` from `distillation_gradient_scales`."""
+    return a * es - (b * g) * et
