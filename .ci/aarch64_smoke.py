@@ -46,6 +46,15 @@ def log_softmax_backward(g, y):
     return g - np.exp(y) * g.sum(axis=1, keepdims=True)
 
 
+def cross_entropy_z_loss(x, target, z_loss):
+    """Mean cross-entropy plus ``z_loss * logsumexp**2``, and its gradient."""
+    loss, grad = ref.cross_entropy(x, target)
+    m = x.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    return (loss + z_loss * np.mean(lse ** 2),
+            grad + 2 * z_loss * lse * ref.softmax(x, axis=1) / target.size)
+
+
 def cases(shape, dtype, rng):
     """(name, fastloss call, reference results) of every public function on inputs of ``shape``."""
     x = rng.standard_normal(shape).astype(dtype)
@@ -53,6 +62,8 @@ def cases(shape, dtype, rng):
     target = rng.integers(0, shape[1], (shape[0], *shape[2:]))
     p = rng.uniform(0.02, 0.98, shape).astype(dtype)
     y = rng.uniform(0, 1, shape).astype(dtype)
+    binary = (rng.random(shape) < 0.5).astype(dtype)
+    teacher = rng.standard_normal(shape).astype(dtype)
     x64, g64, p64, y64 = (a.astype(np.float64) for a in (x, g, p, y))
     # The forward results the backward passes and nll_loss take, rounded to the dtype.
     sm, lsm = ref.softmax(x64, axis=1).astype(dtype), ref.log_softmax(x64, axis=1).astype(dtype)
@@ -70,6 +81,14 @@ def cases(shape, dtype, rng):
         ("binary_cross_entropy_with_logits",
          lambda: fl.binary_cross_entropy_with_logits(x, y, return_grad=True),
          ref.binary_cross_entropy_with_logits(x64, y64)),
+        ("cross_entropy, z_loss", lambda: fl.cross_entropy(x, target, z_loss=0.01, return_grad=True),
+         cross_entropy_z_loss(x64, target, 0.01)),
+        ("sigmoid_focal_loss", lambda: fl.sigmoid_focal_loss(x, binary, reduction="mean", return_grad=True),
+         ref.sigmoid_focal_loss(x64, binary.astype(np.float64))),
+        ("kl_div", lambda: fl.kl_div(lsm, sm, reduction="batchmean", return_grad=True), ref.kl_div(lsm64, sm64)),
+        ("distillation_loss", lambda: fl.distillation_loss(x, teacher, temperature=2.0, return_grad=True),
+         ref.distillation_loss(x64, teacher.astype(np.float64), 2.0)),
+        ("dice_loss", lambda: fl.dice_loss(x, target, return_grad=True), ref.dice_loss(x64, target)),
     ]
 
 
