@@ -41,12 +41,17 @@ def largest_difference(ours, reference):
 
 
 def torch_forward_backward(name, x, target, **kwargs):
+    """torch's forward and backward of the loss ``name`` (its composition in
+    ``fastloss.bench.torch_losses`` where torch has no such function)."""
+    from fastloss.bench import torch_losses
+
+    loss = torch_losses().get(name) or getattr(F, name)
     xt = torch.from_numpy(x).requires_grad_(True)
     tt = torch.from_numpy(target)
 
     def run():
         xt.grad = None
-        getattr(F, name)(xt, tt, **kwargs).backward()
+        loss(xt, tt, **kwargs).backward()
     return run
 
 
@@ -58,6 +63,7 @@ def cases(rng, batch, classes, size):
     probabilities = 1 / (1 + np.exp(-logits))
     binary_targets = (rng.random(logits.shape) < 0.5).astype(np.float32)
     log_probabilities = ref.log_softmax(logits, axis=1)
+    teacher = rng.standard_normal((batch, classes)).astype(np.float32)
     yield ("softmax", f"({batch}, {classes})",
            lambda: fl.softmax(logits), lambda: ref.softmax(logits),
            torch and (lambda: torch.softmax(torch.from_numpy(logits), -1)))
@@ -84,6 +90,24 @@ def cases(rng, batch, classes, size):
            lambda: fl.binary_cross_entropy_with_logits(logits, binary_targets, return_grad=True),
            lambda: ref.binary_cross_entropy_with_logits(logits, binary_targets),
            torch and torch_forward_backward("binary_cross_entropy_with_logits", logits, binary_targets))
+    yield ("sigmoid_focal_loss + grad", f"({batch}, {classes})",
+           lambda: fl.sigmoid_focal_loss(logits, binary_targets, reduction="mean", return_grad=True),
+           lambda: ref.sigmoid_focal_loss(logits, binary_targets),
+           torch and torch_forward_backward("sigmoid_focal_loss", logits, binary_targets, reduction="mean"))
+    teacher_probabilities = ref.softmax(teacher, axis=1)
+    yield ("kl_div + grad", f"({batch}, {classes})",
+           lambda: fl.kl_div(log_probabilities, teacher_probabilities, reduction="batchmean", return_grad=True),
+           lambda: ref.kl_div(log_probabilities, teacher_probabilities),
+           torch and torch_forward_backward("kl_div", log_probabilities, teacher_probabilities,
+                                            reduction="batchmean"))
+    yield ("distillation_loss + grad", f"({batch}, {classes})",
+           lambda: fl.distillation_loss(logits, teacher, temperature=2.0, return_grad=True),
+           lambda: ref.distillation_loss(logits, teacher, 2.0),
+           torch and torch_forward_backward("distillation_loss", logits, teacher, temperature=2.0))
+    yield ("dice_loss + grad", f"(2, 21, {size}, {size})",
+           lambda: fl.dice_loss(maps, map_labels, return_grad=True),
+           lambda: ref.dice_loss(maps, map_labels),
+           torch and torch_forward_backward("dice_loss", maps, map_labels))
 
 
 def main(argv=None):
