@@ -1,10 +1,11 @@
 """fastloss: fused CPU kernels for classification losses, equal to PyTorch.
 
-softmax / log_softmax and their backward passes, nll_loss, cross_entropy,
-binary_cross_entropy and binary_cross_entropy_with_logits, sigmoid_focal_loss
-and kl_div, for NumPy arrays
-of any layout, with the loss and its gradient computed in one pass.  Two
-backends (Numba and Cython/OpenMP) implement the same kernels.
+softmax / log_softmax and their backward passes, nll_loss, cross_entropy
+(with label smoothing and z-loss), binary_cross_entropy and
+binary_cross_entropy_with_logits, sigmoid_focal_loss, kl_div,
+distillation_loss and dice_loss, for NumPy arrays of any layout, with the
+loss and its gradient computed in one pass (two for Dice).  Two backends
+(Numba and Cython/OpenMP) implement the same kernels.
 
 Results of 32 MiB or more are placed in recycled memory: a dead result's
 buffer is reused for the next result of its size instead of faulting in
