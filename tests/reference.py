@@ -115,10 +115,13 @@ def z_loss_cross_entropy(x, target, z_loss, *, axis=1, weight=None, ignore_index
     lse = torch.logsumexp(inp, dim=class_dim)
     if probabilities:
         position_weight = torch.ones_like(lse)
+        z_terms = z_loss * lse ** 2
     else:
         kept = tt != ignore_index
         position_weight = kept.to(xt.dtype) if w is None else torch.where(kept, w[tt.clamp(min=0)], 0)
-    losses = ce + z_loss * position_weight * lse ** 2
+        # An ignored position has no z-term at all, even where its lse is not finite.
+        z_terms = torch.where(kept, z_loss * position_weight * lse ** 2, 0)
+    losses = ce + z_terms
     if reduction == "none":
         loss = losses
     elif reduction == "sum":

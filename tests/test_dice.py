@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastloss as fl
+from test_errors import AxisError
 from test_properties import arrays
 
 ACTIVATIONS = ["softmax", "sigmoid", None]
@@ -290,7 +291,7 @@ ERRORS = [
     (TypeError, dict(return_grad=True, gradient_out=np.zeros((2, 3, 4, 5), np.float32))),
     (ValueError, dict(return_grad=True, gradient_out=np.zeros((2, 3, 4, 4)))),
     (TypeError, dict(input=np.zeros((2, 3, 4, 5), complex))),
-    (np.exceptions.AxisError, dict(axis=4)),
+    (AxisError, dict(axis=4)),
 ]
 
 

@@ -38,6 +38,7 @@ def arrays(draw, shape, dtype, extremes=True, low=-4.0, high=4.0):
         values = big[tuple(slice(None, None, 2) for _ in shape)]
     else:
         values = rng.uniform(low, high, shape)
+    values = np.asarray(values)  # 0-d: indexing and uniform give a scalar, not an array
     if extremes and values.size and draw(st.booleans()):
         picks = rng.random(values.shape) < 0.1
         values[picks] = rng.choice(SPECIALS, size=int(picks.sum()))
