@@ -73,6 +73,8 @@ import importlib
 import os
 import sys
 
+from ._constants import BLOCK_ELEMS
+
 BACKENDS = ("numba", "cython")
 
 # The context manager overrides the process-wide choice per thread / task, so
@@ -221,8 +223,13 @@ def set_num_threads(n):
     _num_threads = n
 
 
-def kernels():
-    """The active backend's kernel module, with its thread count set for the calling thread."""
+def kernels(elements):
+    """The active backend's kernel module, with its thread count set for the calling thread.
+
+    A call on ``elements`` elements that fit in one block (``BLOCK_ELEMS``) runs on the
+    calling thread alone: waking the pool, and its barriers, would cost it more than its
+    work (and a Numba kernel does not check its size before it launches the pool).
+    """
     module = _import(get_backend())
-    module.set_num_threads(_num_threads)
+    module.set_num_threads(1 if elements <= BLOCK_ELEMS else _num_threads)
     return module

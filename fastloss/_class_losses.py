@@ -122,7 +122,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
     call = spec.kernels["probabilities" if probabilities else "classes"]
-    total = run_kernel(kernels(), call, x3, target_view, weight1,
+    total = run_kernel(kernels(x3.size), call, x3, target_view, weight1,
                        {"ignore_index": ignore, "label_smoothing": smoothing, "z_loss": z_loss},
                        grad_scale, upstream2, loss2, grad3)
 

@@ -96,7 +96,7 @@ def dice_loss(input, target, *, axis=1, activation="softmax", smooth=1e-5, weigh
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
     call = LOSSES["dice_loss"].kernels["probabilities" if probabilities else "classes"]
-    total = run_kernel(kernels(), call, x3, target_view, weight1,
+    total = run_kernel(kernels(x3.size), call, x3, target_view, weight1,
                        {"activation": code, "smooth": smooth, "samples": samples},
                        grad_scale, upstream2, loss2, grad3)
 

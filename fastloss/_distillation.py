@@ -116,8 +116,9 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, axis=1
 
     call = LOSSES["distillation_loss"].kernels["logits"]
     options = {"temperature": temperature}
-    total = getattr(kernels(), call.name)(student3, teacher3, *[options[name] for name in call.arguments],
-                                          grad_scale, upstream3, loss3, grad3)
+    kernel = getattr(kernels(student3.size), call.name)
+    total = kernel(student3, teacher3, *[options[name] for name in call.arguments],
+                   grad_scale, upstream3, loss3, grad3)
 
     if reduction == "none":
         value = loss.astype(result, copy=False)

@@ -111,7 +111,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
             if return_grad else None)
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
-    total = run_kernel(kernels(), spec.kernels[target_kind], x3, y3, vectors["weight"],
+    total = run_kernel(kernels(x3.size), spec.kernels[target_kind], x3, y3, vectors["weight"],
                        {**vectors, **(options or {})}, grad_scale, upstream3, loss3, grad3)
 
     if reduction == "none":

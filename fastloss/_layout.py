@@ -17,8 +17,6 @@ from . import _buffers
 
 def _memory_order(arr):
     """Axis permutation under which ``arr`` is C-contiguous, or None."""
-    if arr.flags.c_contiguous:
-        return tuple(range(arr.ndim))
     order = tuple(sorted(range(arr.ndim), key=lambda ax: -abs(arr.strides[ax])))
     if arr.transpose(order).flags.c_contiguous:
         return order
@@ -53,6 +51,8 @@ class ClassLayout:
     @classmethod
     def of(cls, arr, axis):
         """The layout that views ``arr`` without a copy when its memory allows it."""
+        if arr.flags.c_contiguous:  # the common case: no permutation to find
+            return _cached_layout(arr.shape, axis, None)
         return _cached_layout(arr.shape, axis, _memory_order(arr))
 
     # -- arrays of the full shape -------------------------------------------------
@@ -77,11 +77,15 @@ class ClassLayout:
 
     def full(self, arr3):
         """The inverse of :meth:`view`: an ``(outer, C, inner)`` array seen in the full shape."""
+        if self._in_order:
+            return arr3.reshape(self.shape)
         return arr3.reshape(self._ordered_shape).transpose(self._full_inverse)
 
     # -- arrays of the position shape (the input's shape without the class axis) --
     def canonical_positions(self, arr, dtype):
         """``arr`` (of the position shape) as ``(outer, inner)``, copying only if needed."""
+        if self._in_order and arr.dtype == dtype and arr.flags.c_contiguous:
+            return arr.reshape(self.outer, self.inner)  # the common case, cheaply
         moved = np.ascontiguousarray(arr.transpose(self.position_order), dtype=dtype)
         return moved.reshape(self.outer, self.inner)
 
@@ -120,14 +124,17 @@ class Output:
         self.layout = layout
         self.result_dtype = result_dtype
         self.out = out
-        direct = None if out is None else layout.view(out, compute_dtype)
-        if direct is not None and any(
-            np.may_share_memory(direct, a) and not _same_view(direct, a) for a in reads
-        ):
+        if out is None:
             direct = None
-        if direct is None and out is None and compute_dtype == result_dtype and scratch is None:
-            self.out = layout.empty(result_dtype)
-            direct = layout.view(self.out, compute_dtype)
+            if compute_dtype == result_dtype and scratch is None:
+                direct = _buffers.empty((layout.outer, layout.classes, layout.inner), result_dtype)
+                self.out = layout.full(direct)
+        else:
+            direct = layout.view(out, compute_dtype)
+            if direct is not None and any(
+                np.may_share_memory(direct, a) and not _same_view(direct, a) for a in reads
+            ):
+                direct = None
         self.direct = direct is not None
         self.buffer = direct if self.direct else (
             scratch if scratch is not None

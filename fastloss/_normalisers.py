@@ -18,7 +18,7 @@ def _normalise(kernel_name, x, axis, out):
     layout = ClassLayout.of(x, axis)
     x3 = layout.canonical(x, compute)
     target = Output(layout, compute, result, out, reads=(x3,), scratch=private_copy(x3, x))
-    getattr(kernels(), kernel_name)(x3, target.buffer)
+    getattr(kernels(x3.size), kernel_name)(x3, target.buffer)
     return target.finish()
 
 
@@ -40,7 +40,7 @@ def _normalise_backward(kernel_name, grad_output, output, axis, out):
     y3 = layout.canonical(output, compute)
     target = Output(layout, compute, result, out, reads=(gy3, y3),
                     scratch=private_copy(gy3, grad_output))
-    getattr(kernels(), kernel_name)(gy3, y3, target.buffer)
+    getattr(kernels(y3.size), kernel_name)(gy3, y3, target.buffer)
     return target.finish()
 
 

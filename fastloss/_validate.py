@@ -19,6 +19,10 @@ REDUCTIONS = ("mean", "sum", "none")
 KL_REDUCTIONS = (*REDUCTIONS, "batchmean")
 
 
+# Dtypes the kernels compute in, as a set of dtype objects: a lookup, not a conversion per call.
+_OWN_PRECISION = frozenset(map(np.dtype, (np.float32, np.float64)))
+
+
 def float_dtypes(arr, name):
     """Return ``(compute_dtype, result_dtype)`` for an input array.
 
@@ -27,7 +31,7 @@ def float_dtypes(arr, name):
     ufuncs do; longdouble computes in float64 and returns longdouble.
     """
     dtype = arr.dtype
-    if dtype in (np.float32, np.float64):
+    if dtype in _OWN_PRECISION:
         return dtype, dtype
     if dtype == np.float16:
         return np.dtype(np.float32), dtype
@@ -119,6 +123,11 @@ def class_weight(weight, num_classes, dtype):
     return weight.astype(dtype, copy=False)
 
 
+# The unsigned dtype of each integer dtype, by dtype: spelling it out costs a small call.
+_UNSIGNED = {np.dtype(code): np.dtype(code.replace("i", "u"))
+             for code in (f"{order}{kind}{size}" for order in "<>" for kind in "iu" for size in (1, 2, 4, 8))}
+
+
 def class_target(target, num_classes, ignore):
     """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``.
 
@@ -131,7 +140,7 @@ def class_target(target, num_classes, ignore):
         )
     # One reduction settles the common case without the full mask's temporaries:
     # read as unsigned, a negative target is above any class.
-    if target.size == 0 or target.view(target.dtype.str.replace("i", "u")).max() < num_classes:
+    if target.size == 0 or target.view(_UNSIGNED[target.dtype]).max() < num_classes:
         return True
     # NumPy 2 compares integer arrays with out-of-range Python ints correctly,
     # so uint8 targets against ignore_index=-100 need no cast.

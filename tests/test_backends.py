@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss._constants import BLOCK_ELEMS
 from conftest import BACKENDS
 
 
@@ -99,19 +100,33 @@ def test_environment_variable_picks_the_default(name):
 
 
 def test_backends_honour_the_thread_count(backend):
-    """The count reaches the backend's own runtime (numba / OpenMP) in the calling thread;
-    a Cython build without OpenMP has one thread whatever the count."""
+    """The count reaches the backend's own runtime (numba / OpenMP) in the calling thread
+    for a call bigger than one block; a Cython build without OpenMP has one thread whatever
+    the count."""
     from fastloss._backends import kernels
     from fastloss._cython.threads import OPENMP
 
+    elements = 2 * BLOCK_ELEMS
     previous = fl.get_num_threads()
     try:
         fl.set_num_threads(1)
-        assert kernels().get_num_threads() == 1
+        assert kernels(elements).get_num_threads() == 1
     finally:
         fl.set_num_threads(previous)
-    assert kernels().get_num_threads() == (previous if backend == "numba" or OPENMP else 1)
+    assert kernels(elements).get_num_threads() == (previous if backend == "numba" or OPENMP else 1)
 
+
+@pytest.mark.parametrize("elements, pool", [(BLOCK_ELEMS, False), (BLOCK_ELEMS + 1, True)])
+def test_calls_within_one_block_run_on_the_calling_thread(backend, elements, pool):
+    """Waking the pool costs a call of one block more than its work."""
+    from fastloss._backends import _available_cores, kernels
+
+    previous = fl.get_num_threads()
+    fl.set_num_threads(_available_cores())
+    try:
+        assert kernels(elements).get_num_threads() == (fl.get_num_threads() if pool else 1)
+    finally:
+        fl.set_num_threads(previous)
 
 LEVEL_RUN = """
 import sys, numpy as np, fastloss as fl
