@@ -300,10 +300,25 @@ def main(argv=None):
     parser.add_argument("--png", default="speedups.png")
     parser.add_argument("--cold-start", action="store_true",
                         help="only measure import and first-call times in fresh interpreters")
+    parser.add_argument("--training", action="store_true",
+                        help="only whole torch training steps, torch's loss against fastloss.torch's")
+    parser.add_argument("--jax", action="store_true",
+                        help="only fastloss.jax against optax, both under jax.jit(jax.value_and_grad)")
+    parser.add_argument("--dask", action="store_true",
+                        help="only fastloss.dask on a local cluster against in-memory fastloss and dask.array")
     args = parser.parse_args(argv)
     if args.cold_start:
         cold_start()
         return
+    if args.training:
+        from ._bench_training import main as training_main
+        return training_main([])
+    if args.jax:
+        from ._bench_jax import main as jax_main
+        return jax_main(["--repeat", str(args.repeat)])
+    if args.dask:
+        from ._bench_dask import main as dask_main
+        return dask_main([])
     print_header()
     rows = measure(args.repeat, not args.no_compile)
     plot(rows, args.png)

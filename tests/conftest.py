@@ -1,3 +1,5 @@
+import doctest
+
 import numpy as np
 import pytest
 
@@ -16,3 +18,10 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261125)
+
+
+def assert_docstring_examples_run(module):
+    """Run the Examples of ``module``'s docstrings; fail on any that fails, or if there are none."""
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
