@@ -103,8 +103,7 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, axis=1
         normaliser = 1.0
         grad_scale = 1.0
         upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
-        loss = layout.empty(compute)
-        loss3 = layout.view(loss, compute)
+        loss, loss3 = layout.empty(compute)
     else:
         normaliser = reduction_divisor(reduction, x.shape)
         grad_scale = gradient_scale(upstream, normaliser)

@@ -98,8 +98,7 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
     if reduction == "none":
         grad_scale = 1.0
         upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
-        loss = layout.empty(compute)
-        loss3 = layout.view(loss, compute)
+        loss, loss3 = layout.empty(compute)
     else:
         if normaliser is None:
             normaliser = reduction_divisor(reduction, x.shape)

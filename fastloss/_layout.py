@@ -72,8 +72,10 @@ class ClassLayout:
         return moved.reshape(self.outer, self.classes, self.inner)
 
     def empty(self, dtype):
-        """A new array of the full shape in this layout's memory order."""
-        return self.full(_buffers.empty((self.outer, self.classes, self.inner), dtype))
+        """A new array of the full shape in this layout's memory order, and its
+        ``(outer, C, inner)`` view."""
+        arr3 = _buffers.empty((self.outer, self.classes, self.inner), dtype)
+        return self.full(arr3), arr3
 
     def full(self, arr3):
         """The inverse of :meth:`view`: an ``(outer, C, inner)`` array seen in the full shape."""
@@ -127,8 +129,7 @@ class Output:
         if out is None:
             direct = None
             if compute_dtype == result_dtype and scratch is None:
-                direct = _buffers.empty((layout.outer, layout.classes, layout.inner), result_dtype)
-                self.out = layout.full(direct)
+                self.out, direct = layout.empty(result_dtype)
         else:
             direct = layout.view(out, compute_dtype)
             if direct is not None and any(
