@@ -51,7 +51,7 @@ def start_cluster(workers=1):
     return cluster, Client(cluster)
 
 
-def runs(client, shape=(128, 21, 256, 256), samples_per_chunk=16):
+def runs(client, shape=(256, 21, 256, 256), samples_per_chunk=16):
     """A function running each implementation on the same logits and targets (those of the dask
     ones persisted in the workers' memory, so that only the loss is timed)."""
     import dask
@@ -74,7 +74,7 @@ def runs(client, shape=(128, 21, 256, 256), samples_per_chunk=16):
     }
 
 
-def measure(shape=(128, 21, 256, 256), samples_per_chunk=16, repeat=10, workers=1):
+def measure(shape=(256, 21, 256, 256), samples_per_chunk=16, repeat=10, workers=1):
     """Time the three implementations; return rows ``(implementation, seconds, logits per second,
     fastloss.dask's throughput over this one's)`` and the three loss values."""
     cluster, client = start_cluster(workers)
@@ -90,7 +90,7 @@ def measure(shape=(128, 21, 256, 256), samples_per_chunk=16, repeat=10, workers=
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastloss.bench --dask", description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", type=int, nargs="+", default=[128, 21, 256, 256],
+    parser.add_argument("--shape", type=int, nargs="+", default=[256, 21, 256, 256],
                         help="logits shape (N, C, H, W); float32")
     parser.add_argument("--samples-per-chunk", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=10)

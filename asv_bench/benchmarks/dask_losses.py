@@ -2,7 +2,7 @@
 operations (``fastloss._bench_dask``): the mean cross-entropy of float32 segmentation logits."""
 import numpy as np
 
-SHAPE = (128, 21, 256, 256)
+SHAPE = (256, 21, 256, 256)
 SAMPLES_PER_CHUNK = 16
 
 

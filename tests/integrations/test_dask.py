@@ -274,6 +274,19 @@ def test_a_worker_task_uses_the_worker_threads(client):
     assert client.gather(futures) == [1, 1]
 
 
+def test_bench_implementations_agree():
+    """The dask bench's three implementations give one loss: fastloss.dask and the in-memory call
+    against the mean cross-entropy written with dask.array's own operations."""
+    from fastloss._bench_dask import IMPLEMENTATIONS, measure
+
+    rows, values = measure(shape=(6, 5, 8, 4), samples_per_chunk=4, repeat=1)
+    assert [row[0] for row in rows] == list(IMPLEMENTATIONS)
+    assert all(row[1] > 0 for row in rows)
+    reference = values["dask.array NumPy-style"]
+    assert values["fastloss.dask"] == pytest.approx(reference, rel=1e-6)
+    assert values["fastloss in memory"] == pytest.approx(reference, rel=1e-6)
+
+
 def test_import_fastloss_does_not_import_dask():
     code = "import sys, fastloss; assert 'dask' not in sys.modules and 'distributed' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
