@@ -16,7 +16,9 @@ layout: transposed, sliced, channels-last), and the results come back with
 ``torch.from_numpy`` (no copy).  When the input requires grad, the forward
 pass computes the gradient in the same fused pass and saves it; the backward
 pass multiplies it by the incoming gradient (for ``reduction="none"``, by each
-position's upstream value: a position's loss depends on its own row only).
+position's upstream value: a position's loss depends on its own row only), or,
+for an upstream gradient of exactly 1 outside ``torch.compile`` (``loss.backward()``),
+hands it on as it is.
 ``distillation_loss`` and ``dice_loss`` with ``reduction="none"`` are the
 exception: an element's gradient mixes every upstream value of its row (of its
 sample, for Dice), so their backward pass calls the kernel with ``grad_output``.
@@ -299,6 +301,15 @@ def _differentiable_gradient(reference, input, arguments, grad_loss):
         return torch.autograd.grad(value, input, grad_loss, create_graph=True)[0]
 
 
+def _is_one(grad_loss):
+    """Whether a reduced loss's upstream gradient is a plain tensor holding exactly 1 (what
+    ``loss.backward()`` passes): then the fused gradient is the answer as it is, and multiplying
+    by 1 would only read and write it again.  A traced backward pass (``torch.compile``'s fake
+    and functional tensors, torch.func's wrapped ones) has no value to look at: it multiplies."""
+    return (type(grad_loss) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(grad_loss)
+            and grad_loss.item() == 1)
+
+
 def _register_loss(op, reference, tensors, options, loss_shape, rescaled_by_kernel=False):
     """The fake and the autograd formula of a loss op whose arguments are ``tensors`` tensors,
     then ``options`` others (the reduction first), then ``need_grad``.
@@ -318,10 +329,16 @@ def _register_loss(op, reference, tensors, options, loss_shape, rescaled_by_kern
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs[:tensors], output[1])
         ctx.options = inputs[tensors:tensors + options]
+        # The fused gradient is no function of the input autograd should follow; and without
+        # this, autograd would build a zero upstream gradient of the input's size for it.
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
 
     def backward(ctx, grad_loss, _):
         input, *others, grad = ctx.saved_tensors
         no_grads = (None,) * (len(others) + options + 1 + rescaled_by_kernel)
+        if grad_loss is None:  # the loss took no part in what is differentiated
+            return (None, *no_grads)
         if torch.is_grad_enabled():
             return (_differentiable_gradient(reference, input, (*others, *ctx.options), grad_loss), *no_grads)
         if ctx.options[0] == "none":
@@ -329,6 +346,8 @@ def _register_loss(op, reference, tensors, options, loss_shape, rescaled_by_kern
                 return (op(input, *others, *ctx.options, True, grad_loss)[1], *no_grads)
             if loss_shape is _position_shape and input.dim() > 1:
                 grad_loss = grad_loss.unsqueeze(1)
+        elif _is_one(grad_loss):
+            return (grad, *no_grads)
         return (grad * grad_loss, *no_grads)
 
     op.register_fake(fake)

@@ -338,6 +338,26 @@ def test_targets_that_require_grad_are_torchs(backend, name, arguments):
         torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_loss_backward_hands_on_the_fused_gradient(backend, name, reduction):
+    """``loss.backward()`` (an upstream gradient of exactly 1) gets the forward's gradient as it
+    is: equal to torch's, again on a second backward of a retained graph (the first one's
+    gradient was accumulated, not written over the saved one), and still scaled for a scaled loss."""
+    ours, reference, x = case(name, (6, 5, 3), reduction, _generator(), torch.float64)
+    grads = []
+    for function in (ours, reference):
+        leaf = x.detach().requires_grad_(True)
+        value = function(leaf)
+        value.backward(retain_graph=True)
+        once = leaf.grad.clone()
+        value.backward(retain_graph=True)
+        (3 * value).backward()
+        grads.append((once, leaf.grad))
+    for mine, theirs in zip(*grads):
+        assert_matches(mine, theirs)
+
+
 @pytest.mark.parametrize("name", ["cross_entropy", "sigmoid_focal_loss", "distillation_loss", "softmax"])
 def test_double_backward_is_torchs(backend, name):
     """With create_graph=True the gradient is differentiable: Hessian-vector products equal torch's."""
