@@ -11,7 +11,8 @@ Canonical views
   channels-last data (a row of C contiguous values per position); ``inner > 1``
   is a spatial map whose class stride is ``inner``.
 * class targets: a C-contiguous ``(outer, inner)`` int64 array, every value
-  already checked to lie in ``[0, C)`` or to equal ``ignore_index``.
+  already checked (by ``ignored_targets``) to lie in ``[0, C)`` or to equal
+  ``ignore_index``.
 * per-position arrays (``grad_output``, ``loss_out``): C-contiguous
   ``(outer, inner)`` arrays of x's dtype.
 * class vectors (``weight``): C-contiguous ``(C,)`` arrays of x's dtype.
@@ -30,6 +31,10 @@ Kernels (same names and arguments in ``fastloss._numba`` and ``fastloss._cython`
     ``out = output * (grad_output - sum_c(grad_output * output))``.
 ``log_softmax_backward(grad_output, output, out)``
     ``out = grad_output - exp(output) * sum_c(grad_output)``.
+``ignored_targets(target, classes, ignore_index) -> int``
+    The number of class targets equal to ``ignore_index``, or -1 if one lies
+    outside ``[0, classes)`` without being ``ignore_index``: the range check of
+    the class losses, on their canonical target view, before any kernel writes.
 ``nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out) -> float``
 ``cross_entropy_class(x, target, weight, ignore_index, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float``
 ``cross_entropy_prob(x, target, weight, label_smoothing, grad_scale, grad_output, loss_out, grad_out) -> float``

@@ -77,7 +77,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
     if probabilities:
         target = _validate.probability_target(target, compute, ignore)
     elif target.shape == layout.position_shape:
-        in_range = _validate.class_target(target, classes, ignore)
+        _validate.class_target_dtype(target)
     else:
         expected = "the input's shape without the class axis"
         if "probabilities" in spec.kernels:
@@ -90,21 +90,26 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
     loss_shape = layout.position_shape if reduction == "none" else ()
     upstream = _validate.grad_output(grad_output, loss_shape, reduction, compute)
 
-    # Everything is checked: from here on nothing raises before the kernel writes.
-    x3 = layout.canonical(x, compute)
-    weight1 = absent(1, compute) if weight is None else np.ascontiguousarray(weight)
+    backend = kernels(x.size)
     if probabilities:
         target_view = layout.canonical(target, compute)
     else:
         target_view = layout.canonical_positions(target, np.int64)
+        ignored = backend.ignored_targets(target_view, classes, ignore)
+        if ignored < 0:
+            _validate.class_target(target, classes, ignore)  # raises, naming the target
+
+    # Everything is checked: from here on nothing raises before the kernel writes.
+    x3 = layout.canonical(x, compute)
+    weight1 = absent(1, compute) if weight is None else np.ascontiguousarray(weight)
     if reduction == "mean":
         if probabilities:  # torch divides by the number of positions, whatever the weights
             normaliser = float(layout.outer * layout.inner)
+        elif weight is None:
+            normaliser = float(target_view.size - ignored)
         else:
-            # With every target a class and ignore_index none, no position is ignored.
-            kept = (target_view if in_range and not 0 <= ignore < classes
-                    else target_view[target_view != ignore])
-            normaliser = float(weight[kept].sum(dtype=np.float64)) if weight is not None else float(kept.size)
+            kept = target_view if not ignored else target_view[target_view != ignore]
+            normaliser = float(weight[kept].sum(dtype=np.float64))
     else:
         normaliser = 1.0
     if reduction == "none":
@@ -122,7 +127,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
     grad3 = grad.buffer if grad is not None else absent(3, compute)
 
     call = spec.kernels["probabilities" if probabilities else "classes"]
-    total = run_kernel(kernels(x3.size), call, x3, target_view, weight1,
+    total = run_kernel(backend, call, x3, target_view, weight1,
                        {"ignore_index": ignore, "label_smoothing": smoothing, "z_loss": z_loss},
                        grad_scale, upstream2, loss2, grad3)
 

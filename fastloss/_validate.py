@@ -128,16 +128,24 @@ _UNSIGNED = {np.dtype(code): np.dtype(code.replace("i", "u"))
              for code in (f"{order}{kind}{size}" for order in "<>" for kind in "iu" for size in (1, 2, 4, 8))}
 
 
-def class_target(target, num_classes, ignore):
-    """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``.
-
-    Returns whether every target lies in ``[0, C)``.
-    """
+def class_target_dtype(target):
+    """Class targets must be integers (ValueError otherwise)."""
     if target.dtype.kind not in "iu":
         raise ValueError(
             f"class targets must be integers, got dtype {target.dtype}; "
             "float targets of the input's shape are class probabilities"
         )
+
+
+def class_target(target, num_classes, ignore):
+    """Check integer class targets: each in ``[0, C)`` or equal to ``ignore_index``
+    (the IndexError names the first that is not).
+
+    Returns whether every target lies in ``[0, C)``.  The NumPy-level check of the
+    dask and JAX front ends, and the one that names a bad target for the kernels'
+    front layer (whose backends' ``ignored_targets`` find that there is one).
+    """
+    class_target_dtype(target)
     # One reduction settles the common case without the full mask's temporaries:
     # read as unsigned, a negative target is above any class.
     if target.size == 0 or target.view(_UNSIGNED[target.dtype]).max() < num_classes:

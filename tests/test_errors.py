@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from reference import loss_and_grad
 
 SENTINEL = np.float32(-12345.0)
 # numpy.exceptions is NumPy 1.25+; the class is numpy.AxisError before (and the same after).
@@ -50,6 +51,32 @@ def test_class_loss_errors(backend, name, exception, match, change):
     arguments.update(change)
     target = arguments.pop("target")
     raises_without_writing(exception, match, getattr(fl, name), logits(), target, **arguments)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("bad, dtype", [(2 ** 63 - 1, np.int64), (-2 ** 63, np.int64), (2 ** 63 + 5, np.uint64),
+                                        (3, np.uint8), (-100, np.int8)],
+                         ids=["int64-max", "int64-min", "uint64-above-int64", "uint8-classes", "int8-ignore-other"])
+def test_extreme_class_targets_are_named(backend, name, bad, dtype):
+    """A bad target anywhere (here the last, and only it) is named by its own value, whatever its
+    dtype: the backends' check reads int64 targets, the message the caller's."""
+    target = good_target().astype(dtype)
+    target.flat[-1] = bad
+    raises_without_writing(IndexError, f"class target {bad} is out of range", getattr(fl, name), logits(), target,
+                           ignore_index=1 if bad == -100 else -100)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("ignore_index", [-100, 0, 2])
+def test_mean_divides_by_the_kept_targets_as_torch(backend, name, ignore_index):
+    """The "mean" divides by the weights of the targets other than ignore_index (counted by the
+    backends' target check), ignore_index inside the class range or not, as torch does."""
+    x, target = logits(dtype=np.float64), good_target()
+    target[0] = ignore_index
+    for weight in (None, np.array([0.5, 2.0, 3.0])):
+        expected, _ = loss_and_grad(name, x, target, weight=weight, ignore_index=ignore_index)
+        np.testing.assert_allclose(getattr(fl, name)(x, target, weight, ignore_index=ignore_index), expected,
+                                   rtol=1e-12)
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.5])

@@ -105,11 +105,27 @@ cdef double _run(const floating[:, :, ::1] x, const int64_t* tg,
     # NULL-initialised: Cython makes them firstprivate.
     cdef double* s = NULL
     cdef floating* e = NULL
+    cdef double total
+    cdef bint stream = stream_result(outer * plane * sizeof(floating))
+    cdef bint stream_rows = stream and C * sizeof(floating) <= STREAM_ROW_BYTES
+
+    if inner == 1 and n_blocks == 1:
+        # One block of rows: on this thread, without a parallel region or an array of partials,
+        # whose fixed costs would be most of a small call's time.
+        e = <floating*>thread_scratch((2 if stream_rows else 1) * C * sizeof(floating), &failed)
+        check_scratch(failed)
+        total = 0  # as sum_in_order adds the partials: a -0.0 block sums to 0.0
+        with nogil:
+            total += _row_block(xp, tg, yp, w, ignore, eps, z, W, gscale, go, lo, gr, C, 0, outer, prob,
+                               stream_rows, e)
+            if stream_rows:
+                fl_stream_fence()
+            free_scratch(e)
+        return total
+
     cdef double[::1] partials = np.empty(n_blocks)
     cdef double* part = &partials[0]
     cdef bint threaded = n_blocks > 1 and outer * plane > BLOCK_ELEMS
-    cdef bint stream = stream_result(outer * plane * sizeof(floating))
-    cdef bint stream_rows = stream and C * sizeof(floating) <= STREAM_ROW_BYTES
 
     if inner == 1:
         with nogil, parallel(use_threads_if=threaded):

@@ -8,12 +8,26 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
 from fastloss._cython._arguments cimport advance, cadvance, check_shape, n_items
 from fastloss._cython._blocking cimport block_size, n_chunks, sum_in_order
 from fastloss._cython._constants cimport BLOCK_ELEMS
+
+
+def ignored_targets(const int64_t[:, ::1] target, int64_t classes, int64_t ignore_index):
+    """The number of class targets equal to ignore_index, or -1 if a target lies outside
+    [0, classes) without being ignore_index (the front layer then names it)."""
+    cdef Py_ssize_t k, n = target.shape[0] * target.shape[1]
+    cdef const int64_t* tg = &target[0, 0] if n else NULL
+    cdef int64_t ignored = 0
+    cdef bint bad = False
+    with nogil:
+        for k in range(n):  # branch-free: the loop vectorises
+            ignored += tg[k] == ignore_index
+            bad |= (<uint64_t>tg[k] >= <uint64_t>classes) & (tg[k] != ignore_index)
+    return -1 if bad else ignored
 
 
 def nll_loss(const floating[:, :, ::1] logp, const int64_t[:, ::1] target,

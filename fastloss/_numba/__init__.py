@@ -111,11 +111,11 @@ from .dice import dice_class, dice_prob  # noqa: E402
 from .distillation import distillation_loss  # noqa: E402
 from . import elementwise  # noqa: E402
 from .elementwise import *  # noqa: E402,F401,F403 (one kernel per elementwise loss)
-from .nll import nll_loss  # noqa: E402
+from .nll import ignored_targets, nll_loss  # noqa: E402
 from .normalisers import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 
-KERNELS = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "nll_loss",
+KERNELS = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "ignored_targets", "nll_loss",
            "cross_entropy_class", "cross_entropy_prob", *elementwise.__all__]
 KERNELS += ["dice_class", "dice_prob"]
 KERNELS += ["distillation_loss"]

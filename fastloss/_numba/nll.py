@@ -2,6 +2,10 @@
 
 Kernels
 -------
+ignored_targets(target, classes, ignore_index) -> int
+    The number of class targets equal to ``ignore_index``, or -1 if a target lies
+    outside ``[0, classes)`` without being ``ignore_index`` (the front layer then
+    names it).
 nll_loss(logp, target, weight, ignore_index, grad_scale, grad_output, loss_out, grad_out) -> float
     ``l_i = -w[t] * logp[o, t, i]`` (0 where ``t == ignore_index``); the
     gradient is ``-g_i * w[t]`` at the target class and 0 elsewhere.  Every
@@ -13,6 +17,18 @@ from numba import prange
 
 from .blocking import block_range, row_blocking, sum_partials, tile_blocking
 from .cache import njit
+
+
+@njit(cache=True, error_model="numpy")
+def ignored_targets(target, classes, ignore_index):
+    """See the module docstring."""
+    flat = target.reshape(target.size)
+    ignored = 0
+    bad = False
+    for k in range(flat.shape[0]):  # branch-free: the loop vectorises
+        ignored += flat[k] == ignore_index
+        bad |= ((flat[k] < 0) | (flat[k] >= classes)) & (flat[k] != ignore_index)
+    return -1 if bad else ignored
 
 
 @njit(cache=True, error_model="numpy")
