@@ -16,8 +16,10 @@ Canonical views
 * per-position arrays (``grad_output``, ``loss_out``): C-contiguous
   ``(outer, inner)`` arrays of x's dtype.
 * class vectors (``weight``): C-contiguous ``(C,)`` arrays of x's dtype.
-* An optional array is passed as an array of size 0 (same ndim and dtype)
-  when absent, so each kernel compiles once per dtype.
+* An optional array that was not given is passed as the backend module's
+  ``absent(ndim, dtype)``: an array of size 0 (same ndim and dtype) for Numba,
+  so each kernel compiles once per dtype; None for Cython, whose typed
+  memoryviews take it at no cost (they take a size-0 array as well).
 * Output buffers may alias inputs of the same shape: ``out`` may be ``x``,
   ``grad_out`` may be ``x`` (the gradient written in place), and the backward
   kernels' ``out`` may be ``grad_output`` or ``output``.  Kernels read every

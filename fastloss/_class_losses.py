@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _validate
 from ._backends import kernels
-from ._layout import ClassLayout, Output, absent, private_copy
+from ._layout import ClassLayout, Output, private_copy
 from ._reduction import gradient_scale, reduced
 from ._registry import LOSSES, run_kernel
 
@@ -101,7 +101,7 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
 
     # Everything is checked: from here on nothing raises before the kernel writes.
     x3 = layout.canonical(x, compute)
-    weight1 = absent(1, compute) if weight is None else np.ascontiguousarray(weight)
+    weight1 = backend.absent(1, compute) if weight is None else np.ascontiguousarray(weight)
     if reduction == "mean":
         if probabilities:  # torch divides by the number of positions, whatever the weights
             normaliser = float(layout.outer * layout.inner)
@@ -114,17 +114,17 @@ def _class_loss(spec, input, target, weight, ignore_index, reduction,
         normaliser = 1.0
     if reduction == "none":
         grad_scale = 1.0
-        upstream2 = (absent(2, compute) if upstream is None
+        upstream2 = (backend.absent(2, compute) if upstream is None
                      else layout.canonical_positions(upstream, compute))
         loss, loss2 = layout.empty_positions(compute)
     else:
         grad_scale = gradient_scale(upstream, normaliser)
-        upstream2 = absent(2, compute)
-        loss2 = absent(2, compute)
+        upstream2 = backend.absent(2, compute)
+        loss2 = backend.absent(2, compute)
     reads = (x3, target_view, weight1, upstream2)
     grad = (Output(layout, compute, result, gradient_out, reads, scratch=private_copy(x3, x))
             if return_grad else None)
-    grad3 = grad.buffer if grad is not None else absent(3, compute)
+    grad3 = grad.buffer if grad is not None else backend.absent(3, compute)
 
     call = spec.kernels["probabilities" if probabilities else "classes"]
     total = run_kernel(backend, call, x3, target_view, weight1,

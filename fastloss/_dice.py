@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _validate
 from ._backends import kernels
-from ._layout import ClassLayout, Output, _cached_layout, absent, private_copy
+from ._layout import ClassLayout, Output, _cached_layout, private_copy
 from ._reduction import gradient_scale, reduced
 from ._registry import LOSSES, run_kernel
 
@@ -79,24 +79,25 @@ def dice_loss(input, target, *, axis=1, activation="softmax", smooth=1e-5, weigh
     upstream = _validate.grad_output(grad_output, loss_shape, reduction, compute)
 
     # Everything is checked: from here on nothing raises before the kernel writes.
+    backend = kernels(x.size)
     x3 = layout.canonical(x, compute)
     target_view = (layout.canonical(target, compute) if probabilities
                    else layout.canonical_positions(target, np.int64))
-    weight1 = absent(1, compute) if weight is None else np.ascontiguousarray(weight)
+    weight1 = backend.absent(1, compute) if weight is None else np.ascontiguousarray(weight)
     if reduction == "none":
         grad_scale = 1.0
-        upstream2 = absent(2, compute) if upstream is None else np.ascontiguousarray(upstream)
+        upstream2 = backend.absent(2, compute) if upstream is None else np.ascontiguousarray(upstream)
         loss = loss2 = np.empty(loss_shape, compute)
     else:
         grad_scale = gradient_scale(upstream, samples * classes if reduction == "mean" else 1.0)
-        upstream2 = loss2 = absent(2, compute)
+        upstream2 = loss2 = backend.absent(2, compute)
     reads = (x3, target_view, weight1, upstream2)
     grad = (Output(layout, compute, result, gradient_out, reads, scratch=private_copy(x3, x))
             if return_grad else None)
-    grad3 = grad.buffer if grad is not None else absent(3, compute)
+    grad3 = grad.buffer if grad is not None else backend.absent(3, compute)
 
     call = LOSSES["dice_loss"].kernels["probabilities" if probabilities else "classes"]
-    total = run_kernel(kernels(x3.size), call, x3, target_view, weight1,
+    total = run_kernel(backend, call, x3, target_view, weight1,
                        {"activation": code, "smooth": smooth, "samples": samples},
                        grad_scale, upstream2, loss2, grad3)
 

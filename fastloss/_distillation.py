@@ -1,7 +1,7 @@
 """distillation_loss: the KL divergence of a student's softmax from a teacher's, at a temperature."""
 from . import _validate
 from ._backends import kernels
-from ._layout import ClassLayout, Output, absent, private_copy
+from ._layout import ClassLayout, Output, private_copy
 from ._reduction import gradient_scale, reduced, reduction_divisor
 from ._registry import LOSSES
 
@@ -96,26 +96,27 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, axis=1
     upstream = _validate.grad_output(grad_output, loss_shape, reduction, compute)
 
     # Everything is checked: from here on nothing raises before the kernel writes.
+    backend = kernels(x.size)
     layout = ClassLayout.of(x, axis)
     student3 = layout.canonical(x, compute)
     teacher3 = layout.canonical(teacher, compute)
     if reduction == "none":
         normaliser = 1.0
         grad_scale = 1.0
-        upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
+        upstream3 = backend.absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
         loss, loss3 = layout.empty(compute)
     else:
         normaliser = reduction_divisor(reduction, x.shape)
         grad_scale = gradient_scale(upstream, normaliser)
-        upstream3 = loss3 = absent(3, compute)
+        upstream3 = loss3 = backend.absent(3, compute)
     grad = (Output(layout, compute, result, gradient_out, (student3, teacher3, upstream3),
                    scratch=private_copy(student3, x))
             if return_grad else None)
-    grad3 = grad.buffer if grad is not None else absent(3, compute)
+    grad3 = grad.buffer if grad is not None else backend.absent(3, compute)
 
     call = LOSSES["distillation_loss"].kernels["logits"]
     options = {"temperature": temperature}
-    kernel = getattr(kernels(student3.size), call.name)
+    kernel = getattr(backend, call.name)
     total = kernel(student3, teacher3, *[options[name] for name in call.arguments],
                    grad_scale, upstream3, loss3, grad3)
 

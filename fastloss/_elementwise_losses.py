@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _validate
 from ._backends import kernels
-from ._layout import ClassLayout, Output, absent, private_copy
+from ._layout import ClassLayout, Output, private_copy
 from ._reduction import gradient_scale, reduced, reduction_divisor
 from ._registry import LOSSES, run_kernel
 
@@ -33,10 +33,11 @@ def _broadcast_factor(factor, name, shape, dtype):
     return factor.astype(dtype, copy=False)
 
 
-def _factor_vector(factor, shape, axis, dtype):
-    """``factor`` as a ``(shape[axis],)`` vector, for a factor that varies along ``axis`` at most."""
+def _factor_vector(backend, factor, shape, axis, dtype):
+    """``factor`` as a ``(shape[axis],)`` vector, for a factor that varies along ``axis`` at most
+    (``backend``'s absent array if there is none)."""
     if factor is None:
-        return absent(1, dtype)
+        return backend.absent(1, dtype)
     padded = factor.reshape((1,) * (len(shape) - factor.ndim) + factor.shape)
     return np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (shape[axis],)), dtype=dtype)
 
@@ -90,27 +91,28 @@ def _elementwise_loss(spec, input, target, factors, reduction, return_grad, grad
             np.copyto(gradient_out, grad.reshape(x.shape))
         return loss, gradient_out
 
+    backend = kernels(x.size)
     axis = varying.pop() if varying else x.ndim - 1
     layout = ClassLayout.of(x, axis)
     x3 = layout.canonical(x, compute)
     y3 = layout.canonical(target, compute)
-    vectors = {name: _factor_vector(factor, x.shape, axis, compute) for name, factor in factors.items()}
+    vectors = {name: _factor_vector(backend, factor, x.shape, axis, compute) for name, factor in factors.items()}
     if reduction == "none":
         grad_scale = 1.0
-        upstream3 = absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
+        upstream3 = backend.absent(3, compute) if upstream is None else layout.canonical(upstream, compute)
         loss, loss3 = layout.empty(compute)
     else:
         if normaliser is None:
             normaliser = reduction_divisor(reduction, x.shape)
         grad_scale = gradient_scale(upstream, normaliser)
-        upstream3 = absent(3, compute)
-        loss3 = absent(3, compute)
+        upstream3 = backend.absent(3, compute)
+        loss3 = backend.absent(3, compute)
     reads = (x3, y3, *vectors.values(), upstream3)
     grad = (Output(layout, compute, result, gradient_out, reads, scratch=private_copy(x3, x))
             if return_grad else None)
-    grad3 = grad.buffer if grad is not None else absent(3, compute)
+    grad3 = grad.buffer if grad is not None else backend.absent(3, compute)
 
-    total = run_kernel(kernels(x3.size), spec.kernels[target_kind], x3, y3, vectors["weight"],
+    total = run_kernel(backend, spec.kernels[target_kind], x3, y3, vectors["weight"],
                        {**vectors, **(options or {})}, grad_scale, upstream3, loss3, grad3)
 
     if reduction == "none":

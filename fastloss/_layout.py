@@ -116,8 +116,8 @@ class Output:
     """Where a kernel writes a full-shape result, and how it reaches the caller.
 
     The kernel writes straight into the caller's ``out`` when its dtype and
-    memory allow and it overlaps no kernel input other than as the very same
-    view (the documented in-place case).  Otherwise it writes into ``scratch``
+    memory allow and it overlaps no kernel input (``reads``; None for an absent
+    one) other than as the very same view (the documented in-place case).  Otherwise it writes into ``scratch``
     (a private copy of an input that may be overwritten) or a new buffer, and
     :meth:`finish` copies or casts the result into place.
     """
@@ -133,7 +133,7 @@ class Output:
         else:
             direct = layout.view(out, compute_dtype)
             if direct is not None and any(
-                np.may_share_memory(direct, a) and not _same_view(direct, a) for a in reads
+                a is not None and np.may_share_memory(direct, a) and not _same_view(direct, a) for a in reads
             ):
                 direct = None
         self.direct = direct is not None
@@ -154,10 +154,3 @@ class Output:
 def private_copy(canonical, original):
     """``canonical`` if it is a copy made by the layout (free to overwrite), else None."""
     return None if np.may_share_memory(canonical, original) else canonical
-
-
-@functools.lru_cache(maxsize=64)
-def absent(ndim, dtype):
-    """The size-0 array a kernel takes for an optional argument that was not given
-    (shared: nothing can be written to it)."""
-    return np.empty((0,) * ndim, dtype)

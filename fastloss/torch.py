@@ -62,6 +62,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import _reduction
+from torch.overrides import has_torch_function_variadic
 
 import fastloss as fl
 
@@ -81,6 +82,8 @@ SMALL_INPUT = {
 }
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+# torch.nn._reduction.get_enum's codes of the reductions, for the ATen loss ops.
+_ATEN_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
 def _kernels_take(name, input, others):
@@ -507,6 +510,12 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
+    if (not z_loss and input.numel() < SMALL_INPUT["cross_entropy"] and reduction in _ATEN_REDUCTIONS
+            and not has_torch_function_variadic(input, target, weight)):
+        # A small batch goes to torch: straight to the ATen op F.cross_entropy calls, as its
+        # Python layer would be a sizeable part of the call.
+        return torch._C._nn.cross_entropy_loss(input, target, weight, _ATEN_REDUCTIONS[reduction], ignore_index,
+                                               label_smoothing)
     return _loss("cross_entropy", _torch_cross_entropy, input, (target, weight),
                  (reduction, int(ignore_index), float(label_smoothing), float(z_loss)))
 

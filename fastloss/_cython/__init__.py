@@ -41,6 +41,12 @@ def _best_build():
     return "fastloss._cython"
 
 
+def absent(ndim, dtype):
+    """What a kernel takes for an optional array that was not given: None, which a typed
+    memoryview argument receives at no cost (a size-0 array costs it a buffer acquisition)."""
+    return None
+
+
 def _kernels(module):
     """The kernels a family module defines: its public functions (its ``def`` entry points)."""
     return {name: getattr(module, name) for name in dir(module)
@@ -58,4 +64,4 @@ for _family in KERNEL_FAMILIES:
     KERNELS.update(_kernels(importlib.import_module(f"{BUILD}.{_family}")))
 globals().update(KERNELS)
 
-__all__ = [*KERNELS, "set_num_threads", "get_num_threads", "BUILD"]
+__all__ = [*KERNELS, "absent", "set_num_threads", "get_num_threads", "BUILD"]

@@ -47,6 +47,7 @@ import importlib
 import threading
 
 import numba
+import numpy as np
 from numba.core.registry import cpu_target
 
 from .._portable import portable_forced
@@ -81,6 +82,14 @@ def _serialised(kernel):
         with _one_caller:
             return kernel(*args)
     return call
+
+
+@functools.lru_cache(maxsize=64)
+def absent(ndim, dtype):
+    """What a kernel takes for an optional array that was not given: a size-0 array of that
+    ndim and dtype (shared: nothing can be written to it), so that each kernel compiles once
+    per dtype rather than once per combination of given and absent arguments."""
+    return np.empty((0,) * ndim, dtype)
 
 
 def _compile_for_generic_cpu():
@@ -122,4 +131,4 @@ KERNELS += ["distillation_loss"]
 if THREADING_LAYER == "workqueue":
     globals().update({name: _serialised(globals()[name]) for name in KERNELS})
 
-__all__ = [*KERNELS, "set_num_threads", "get_num_threads", "THREADING_LAYER"]
+__all__ = [*KERNELS, "absent", "set_num_threads", "get_num_threads", "THREADING_LAYER"]

@@ -373,11 +373,23 @@ def test_double_backward_is_torchs(backend, name):
     torch.testing.assert_close(*products, rtol=1e-10, atol=1e-12)
 
 
-def test_small_inputs_go_to_torch(monkeypatch):
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_small_inputs_go_to_torch(monkeypatch, reduction):
+    """Below SMALL_INPUT a call is torch's (cross_entropy's straight to its ATen op): the same
+    values and gradients, and the same errors."""
     monkeypatch.setitem(flt.SMALL_INPUT, "cross_entropy", 100)
     monkeypatch.setattr(fl, "cross_entropy", None)
-    x = torch.randn(9, 11)
-    assert flt.cross_entropy(x, torch.arange(9)) == F.cross_entropy(x, torch.arange(9))
+    x = torch.randn(9, 11, generator=_generator())
+    target = _class_target((9,), 11, _generator(1))
+    weight = torch.rand(11, generator=_generator(2)) + 0.5
+    options = dict(reduction=reduction, ignore_index=-100, label_smoothing=0.1)
+    for mine, theirs in zip(values_and_gradients(lambda v: flt.cross_entropy(v, target, weight, **options), x,
+                                                 _generator(3)),
+                            values_and_gradients(lambda v: F.cross_entropy(v, target, weight, **options), x,
+                                                 _generator(3))):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="is not a valid value for reduction"):
+        flt.cross_entropy(x, target, reduction="avg")
 
 
 def test_import_needs_torch(monkeypatch):
