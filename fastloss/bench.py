@@ -293,6 +293,57 @@ def cold_start(runs=3):
         print(f"{backend_name:<8} {imported * 1e3:14.0f}ms {first_call * 1e3:10.1f}ms")
 
 
+SMALL_CALLS = ("torch F.cross_entropy", "fastloss numba", "fastloss cython", "fastloss.torch")
+
+
+def small_call_times(repeat=15, calls=3000, shape=(32, 10)):
+    """Seconds per call of the loss-only mean cross-entropy of a small float32 batch, side by side:
+    torch's ``F.cross_entropy``, ``fastloss.cross_entropy`` on each backend, and
+    ``fastloss.torch.cross_entropy``, each timed over ``calls`` calls, the best of ``repeat``
+    rounds (`best_times`).  Needs torch.
+
+    Examples
+    --------
+    >>> from fastloss.bench import SMALL_CALLS, small_call_times
+    >>> times = small_call_times(repeat=1, calls=10)
+    >>> list(times) == list(SMALL_CALLS) and all(t > 0 for t in times.values())
+    True
+    """
+    import torch
+    import torch.nn.functional as F
+
+    import fastloss.torch as flt
+
+    torch.set_num_threads(fl.get_num_threads())
+    x, target = make_arrays("cross_entropy", shape, np.random.default_rng(0))
+    xt, tt = torch.from_numpy(x), torch.from_numpy(target)
+
+    def repeated(call):
+        def run():
+            for _ in range(calls):
+                call()
+        return run
+
+    numpy_call = repeated(lambda: fl.cross_entropy(x, target))
+    timed = {"torch F.cross_entropy": (_nothing, repeated(lambda: F.cross_entropy(xt, tt))),
+             "fastloss numba": (_use_backend("numba"), numpy_call),
+             "fastloss cython": (_use_backend("cython"), numpy_call),
+             "fastloss.torch": (_nothing, repeated(lambda: flt.cross_entropy(xt, tt)))}
+    chosen = fl.get_backend()
+    try:
+        best = best_times(timed, repeat)
+    finally:
+        fl.set_backend(chosen)
+    return {name: best[name] / calls for name in SMALL_CALLS}
+
+
+def print_small_call(repeat):
+    times = small_call_times(repeat)
+    print(f"loss-only mean cross-entropy of a (32, 10) float32 batch, per call, best of {repeat} rounds")
+    for name, seconds in times.items():
+        print(f"{name:<24}{seconds * 1e6:8.2f}us {seconds / times['torch F.cross_entropy']:6.2f}x torch's time")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastloss.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -306,6 +357,8 @@ def main(argv=None):
                         help="only fastloss.jax against optax, both under jax.jit(jax.value_and_grad)")
     parser.add_argument("--dask", action="store_true",
                         help="only fastloss.dask on a local cluster against in-memory fastloss and dask.array")
+    parser.add_argument("--small-call", action="store_true",
+                        help="only the loss-only call on a (32, 10) batch: fastloss, fastloss.torch and torch")
     args = parser.parse_args(argv)
     if args.cold_start:
         cold_start()
@@ -319,6 +372,9 @@ def main(argv=None):
     if args.dask:
         from ._bench_dask import main as dask_main
         return dask_main([])
+    if args.small_call:
+        print_small_call(max(args.repeat, 15))
+        return
     print_header()
     rows = measure(args.repeat, not args.no_compile)
     plot(rows, args.png)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from conftest import assert_docstring_examples_run
+import fastloss as fl
 from fastloss._bench_training import TrainingStep, format_rows, training_rows
 
 # The training benchmark's two heads, small: a linear classifier, a 1x1-convolution segmentation head.
@@ -39,3 +40,14 @@ def test_docstring_examples(backend):
     """The Examples in fastloss._bench_training's docstrings run, under each backend."""
     import fastloss._bench_training
     assert_docstring_examples_run(fastloss._bench_training)
+
+
+def test_small_call_bench_times_every_implementation(backend):
+    """``python -m fastloss.bench --small-call``: its docstring's example runs, the backend the
+    caller chose survives it, and its fastloss rows are the NumPy call's on each backend."""
+    import fastloss.bench
+    assert_docstring_examples_run(fastloss.bench)
+    assert fl.get_backend() == backend
+    times = fastloss.bench.small_call_times(repeat=1, calls=5, shape=(3, 4))
+    assert list(times) == list(fastloss.bench.SMALL_CALLS)
+
